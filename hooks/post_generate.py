@@ -1,0 +1,183 @@
+"""Finish a newly generated project: write the models, install, create the database.
+
+Copier runs this script in the new project's folder after rendering it. It
+uses only the standard library, because the project's virtual environment
+does not exist yet. Each step calls the project's own ``backend/manage.py``,
+so a person can redo any of them by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+class StepError(Exception):
+    """A step failed; the message names it and the command to run it again."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--models-json", required=True, help="the models answer as JSON"
+    )
+    parser.add_argument("--tier", default="sqlite", help="the database_tier answer")
+    parser.add_argument("--template-version", default="unversioned")
+    parser.add_argument(
+        "--seed-sample", action=argparse.BooleanOptionalAction, default=False
+    )
+    parser.add_argument(
+        "--install", action=argparse.BooleanOptionalAction, default=True
+    )
+    return parser.parse_args(argv)
+
+
+def venv_python(backend_dir: Path) -> Path:
+    if os.name == "nt":
+        return backend_dir / ".venv" / "Scripts" / "python.exe"
+    return backend_dir / ".venv" / "bin" / "python"
+
+
+def announce(message: str) -> None:
+    print(f"  {message} ...", file=sys.stderr, flush=True)
+
+
+def run(step: str, command: list[str], cwd: Path, rerun: str) -> None:
+    """Run one step's command; on failure raise StepError naming the step."""
+    announce(step)
+    completed = subprocess.run(
+        command, check=False, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if completed.returncode != 0:
+        output = completed.stdout.strip().splitlines()
+        last_line = output[-1] if output else f"exit status {completed.returncode}"
+        raise StepError(
+            f"{step} failed: {last_line}\n  To run this step again: {rerun}"
+        )
+
+
+def write_models(backend_dir: Path, models_json: str) -> None:
+    try:
+        models = json.loads(models_json)
+    except json.JSONDecodeError as error:
+        raise StepError(f"the models answer is not valid JSON: {error}") from None
+    if not models:
+        return
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".json", delete=False, encoding="utf-8"
+    ) as spec_file:
+        json.dump(models, spec_file)
+    try:
+        run(
+            "Writing models",
+            [sys.executable, "manage.py", "create-model", "--spec", spec_file.name],
+            backend_dir,
+            "cd backend && python manage.py create-model --spec FILE",
+        )
+    finally:
+        os.unlink(spec_file.name)
+
+
+def install_dependencies(backend_dir: Path) -> Path:
+    """Create backend/.venv and install the dependencies, with uv when available."""
+    python = venv_python(backend_dir)
+    uv = shutil.which("uv")
+    rerun = "cd backend && python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt"
+    if uv:
+        run(
+            "Creating backend/.venv with uv",
+            [uv, "venv", "--quiet", "--python", sys.executable, ".venv"],
+            backend_dir,
+            rerun,
+        )
+        run(
+            "Installing dependencies with uv",
+            [
+                uv,
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(python),
+                "-r",
+                "requirements-dev.txt",
+            ],
+            backend_dir,
+            rerun,
+        )
+    else:
+        run(
+            "Creating backend/.venv",
+            [sys.executable, "-m", "venv", ".venv"],
+            backend_dir,
+            rerun,
+        )
+        run(
+            "Installing dependencies with pip",
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                "requirements-dev.txt",
+            ],
+            backend_dir,
+            rerun,
+        )
+    return python
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    project_dir = Path.cwd()
+    backend_dir = project_dir / "backend"
+    env_file = backend_dir / ".env"
+    try:
+        write_models(backend_dir, args.models_json)
+        if env_file.exists():
+            env_file.chmod(0o600)
+        if not args.install:
+            print(
+                "  Skipped installing dependencies and creating the database; run:\n"
+                "    cd backend && python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt\n"
+                "    .venv/bin/python manage.py init",
+                file=sys.stderr,
+            )
+            return 0
+        python = install_dependencies(backend_dir)
+        init_command = [
+            str(python),
+            "manage.py",
+            "init",
+            "--tier",
+            args.tier,
+            "--template-version",
+            args.template_version,
+        ]
+        if args.seed_sample:
+            init_command.append("--seed-sample")
+        run(
+            "Creating the database and applying the first migration",
+            init_command,
+            backend_dir,
+            "cd backend && .venv/bin/python manage.py init"
+            + (" --seed-sample" if args.seed_sample else ""),
+        )
+    except StepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    announce("Done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

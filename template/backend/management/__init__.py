@@ -1,0 +1,1 @@
+"""The code behind ``manage.py``, kept apart from the application modules."""

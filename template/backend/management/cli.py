@@ -1,0 +1,299 @@
+"""The ``manage.py`` command line: one subcommand per database action.
+
+Every command prints a short summary, or with ``--json`` one JSON document.
+Exit status: 0 on success, 1 when an action failed, 2 for invalid usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from management.errors import ManagementError, UsageError
+
+logger = logging.getLogger(__name__)
+
+BACKEND_DIR = Path(__file__).resolve().parent.parent
+SAMPLE_ROWS = 5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="manage.py", description="Database actions for this project."
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    create = commands.add_parser(
+        "create-model",
+        help="add a model with its schemas, router and tests",
+        description="Add models written in the field grammar (see AGENTS.md).",
+    )
+    create.add_argument("--name", help="PascalCase model name, for example Book")
+    create.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="'NAME: TYPE [MODIFIER ...]'",
+        help="one field, for example 'title: string(200) required'; repeatable",
+    )
+    create.add_argument(
+        "--spec",
+        type=Path,
+        metavar="FILE",
+        help="JSON file with a list of model specs ({name, fields}) instead of --name",
+    )
+
+    init = commands.add_parser(
+        "init",
+        help="create the database, its first migration and db_config.json",
+        description="Set up the database. Running it again changes nothing.",
+    )
+    init.add_argument(
+        "--tier", default="sqlite", help="database tier recorded in db_config.json"
+    )
+    init.add_argument(
+        "--template-version", default="unknown", help="template version to record"
+    )
+    init.add_argument(
+        "--seed-sample",
+        action="store_true",
+        help=f"insert {SAMPLE_ROWS} sample rows into each empty table",
+    )
+
+    migrate = commands.add_parser(
+        "migrate", help="add a revision for model changes and upgrade to head"
+    )
+    migrate.add_argument("--message", "-m", help="revision message")
+
+    seed = commands.add_parser("seed", help="insert sample rows into empty tables")
+    seed.add_argument("--rows", type=int, default=SAMPLE_ROWS, help="rows per table")
+
+    commands.add_parser("check", help="exit 1 when the models and the database differ")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {
+        "create-model": run_create_model,
+        "init": run_init,
+        "migrate": run_migrate,
+        "seed": run_seed,
+        "check": run_check,
+    }
+    try:
+        result = handlers[args.command](args)
+    except ManagementError as error:
+        report(
+            args, {"command": args.command, "status": "error", "message": str(error)}
+        )
+        return error.exit_code
+    report(args, result)
+    return 0 if result.get("status") == "ok" else 1
+
+
+def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    if result.get("status") == "error":
+        print(f"error: {result['message']}", file=sys.stderr)
+        return
+    for line in result.get("summary", []):
+        print(line)
+
+
+def run_create_model(args: argparse.Namespace) -> dict[str, Any]:
+    from management.scaffold import scaffold_models
+
+    if args.spec and (args.name or args.field):
+        raise UsageError("give either --spec FILE or --name with --field, not both")
+    if args.spec:
+        try:
+            raw_models = json.loads(args.spec.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise UsageError(
+                f"cannot read model specs from {args.spec}: {error}"
+            ) from None
+    elif args.name:
+        raw_models = [{"name": args.name, "fields": args.field}]
+    else:
+        raise UsageError("give --name NAME with --field 'name: type', or --spec FILE")
+    result = scaffold_models(BACKEND_DIR, raw_models)
+    summary = [f"Created model {name}" for name in result.created_models]
+    summary += [
+        f"Model {name} already exists; nothing changed"
+        for name in result.existing_models
+    ]
+    if result.created_models:
+        summary.append("Next: python manage.py migrate")
+    return {
+        "command": "create-model",
+        "status": "ok",
+        "created_models": result.created_models,
+        "existing_models": result.existing_models,
+        "files_changed": [f"backend/{path}" for path in result.files_changed],
+        "summary": summary,
+    }
+
+
+def run_init(args: argparse.Namespace) -> dict[str, Any]:
+    from management import project_config
+    from management.migrations import current_revision, head_revision, migrate
+
+    if args.tier not in project_config.TIERS:
+        raise UsageError(
+            f"--tier {args.tier!r} is not one of {', '.join(project_config.TIERS)}"
+        )
+    database_path = sqlite_database_path()
+    created_file = database_path is not None and not database_path.exists()
+    already_set_up = (
+        not created_file
+        and project_config.CONFIG_FILE.exists()
+        and head_revision() is not None
+        and current_revision() == head_revision()
+    )
+    if already_set_up:
+        from management.migrations import pending_operations
+
+        if not pending_operations():
+            revision = current_revision()
+            return {
+                "command": "init",
+                "status": "ok",
+                "changed": False,
+                "revision": revision,
+                "summary": [
+                    f"Database already set up at revision {revision}; nothing to do"
+                ],
+            }
+    try:
+        result = migrate()
+        seeded = {}
+        if args.seed_sample:
+            from management.seeding import seed_sample_rows
+
+            seeded = seed_sample_rows(SAMPLE_ROWS)
+    except Exception:
+        # A database file this run created is removed, so a rerun starts clean.
+        if created_file:
+            remove_sqlite_files(database_path)
+        raise
+    config = write_database_config(args.tier, args.template_version, result.revision)
+    summary = [
+        f"Database ready at revision {result.revision} ({config.get('database_file') or config.get('database')})"
+    ]
+    summary += [f"Seeded {count} rows into {table}" for table, count in seeded.items()]
+    return {
+        "command": "init",
+        "status": "ok",
+        "changed": True,
+        "revision": result.revision,
+        "created_revision": result.created_revision,
+        "operations": result.operations,
+        "rows_seeded": seeded,
+        "summary": summary,
+    }
+
+
+def run_migrate(args: argparse.Namespace) -> dict[str, Any]:
+    from management.migrations import migrate
+
+    result = migrate(args.message)
+    if result.created_revision:
+        summary = [f"Created revision {result.created_revision} and upgraded to it"]
+        summary += [f"  {operation}" for operation in result.operations]
+    elif result.applied:
+        summary = [f"Upgraded to {result.revision}"]
+    else:
+        summary = [
+            f"Models and database match at revision {result.revision}; no revision created"
+        ]
+    from management import project_config
+
+    if project_config.CONFIG_FILE.exists():
+        project_config.write_config({"revision": result.revision})
+    return {
+        "command": "migrate",
+        "status": "ok",
+        "revision": result.revision,
+        "created_revision": result.created_revision,
+        "operations": result.operations,
+        "summary": summary,
+    }
+
+
+def run_seed(args: argparse.Namespace) -> dict[str, Any]:
+    from management.seeding import seed_sample_rows
+
+    if args.rows < 1:
+        raise UsageError(f"--rows must be at least 1, got {args.rows}")
+    seeded = seed_sample_rows(args.rows)
+    summary = [f"Seeded {count} rows into {table}" for table, count in seeded.items()]
+    return {
+        "command": "seed",
+        "status": "ok",
+        "rows_seeded": seeded,
+        "summary": summary or ["Every table already has rows; nothing seeded"],
+    }
+
+
+def run_check(args: argparse.Namespace) -> dict[str, Any]:
+    from management.migrations import check
+
+    problems = check()
+    if problems:
+        return {
+            "command": "check",
+            "status": "error",
+            "message": f"models and database differ: {problems[0]}; run python manage.py migrate",
+            "differences": problems,
+        }
+    return {
+        "command": "check",
+        "status": "ok",
+        "summary": ["Models and database match"],
+    }
+
+
+def sqlite_database_path() -> Path | None:
+    from database import engine
+
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def remove_sqlite_files(path: Path) -> None:
+    from database import engine
+
+    engine.dispose()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def write_database_config(
+    tier: str, template_version: str, revision: str | None
+) -> dict[str, Any]:
+    from database import engine
+    from management import project_config
+
+    details = project_config.describe_database(engine.url, BACKEND_DIR)
+    return project_config.write_config(
+        {
+            "tier": tier,
+            "template_version": template_version,
+            "revision": revision,
+            **details,
+        }
+    )

@@ -1,0 +1,1 @@
+"""Source code generation for models, schemas, routers and tests."""
