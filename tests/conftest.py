@@ -1,0 +1,115 @@
+"""Fixtures shared by the template tests: a clean template snapshot and one venv.
+
+Rendering many projects is cheap; installing their dependencies is not. Most
+tests render with ``install_dependencies=false`` and set the database up with
+one shared virtual environment that holds exactly the generated project's
+requirements. The tests of the post-generation hook itself install for real.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scripts.projects import clean_env, create_venv, render_project, snapshot_template
+
+
+@pytest.fixture(scope="session")
+def template_source(tmp_path_factory) -> Path:
+    return snapshot_template(tmp_path_factory.mktemp("template") / "aicoder-template")
+
+
+@pytest.fixture(scope="session")
+def project_python(tmp_path_factory) -> Path:
+    """Python of a virtual environment with the generated project's dependencies."""
+    return create_venv(tmp_path_factory.mktemp("venv") / "venv")
+
+
+@pytest.fixture(scope="session")
+def render(template_source, project_python, tmp_path_factory):
+    """Return a function that renders a project and sets up its database."""
+
+    def make(
+        answers: dict | None = None, name: str = "project", *, seed: bool = True
+    ) -> Path:
+        destination = tmp_path_factory.mktemp(name) / name
+        return render_project(
+            template_source, destination, answers or {}, project_python, seed=seed
+        )
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(
+    python: Path, backend_dir: Path, *, cwd: Path | None = None, workers: int = 1
+) -> Iterator[str]:
+    """Start uvicorn on 127.0.0.1 for the project, yield its base URL, then stop it."""
+    port = free_port()
+    command = [
+        str(python),
+        "-m",
+        "uvicorn",
+        "main:app",
+        "--app-dir",
+        str(backend_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd or backend_dir,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"uvicorn exited with {process.returncode}:\n{process.stdout.read()}"
+                )
+            try:
+                httpx.get(f"{base_url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("uvicorn did not answer within 30 s") from None
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def server():
+    """Return the running_server context manager."""
+    return running_server
