@@ -9,6 +9,7 @@ so a person can redo any of them by hand.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -52,14 +53,18 @@ def run(step: str, command: list[str], cwd: Path, rerun: str) -> None:
     """Run one step's command; on failure raise StepError naming the step."""
     announce(step)
     completed = subprocess.run(
-        command, check=False, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        check=False,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     if completed.returncode != 0:
         output = completed.stdout.strip().splitlines()
         last_line = output[-1] if output else f"exit status {completed.returncode}"
-        raise StepError(
-            f"{step} failed: {last_line}\n  To run this step again: {rerun}"
-        )
+        last_line = last_line.removeprefix("error: ")
+        raise StepError(f"{step} failed: {last_line}\n  {rerun}")
 
 
 def write_models(backend_dir: Path, models_json: str) -> None:
@@ -78,7 +83,7 @@ def write_models(backend_dir: Path, models_json: str) -> None:
             "Writing models",
             [sys.executable, "manage.py", "create-model", "--spec", spec_file.name],
             backend_dir,
-            "cd backend && python manage.py create-model --spec FILE",
+            "Fix the models answer and run copier copy again.",
         )
     finally:
         os.unlink(spec_file.name)
@@ -88,7 +93,10 @@ def install_dependencies(backend_dir: Path) -> Path:
     """Create backend/.venv and install the dependencies, with uv when available."""
     python = venv_python(backend_dir)
     uv = shutil.which("uv")
-    rerun = "cd backend && python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt"
+    rerun = (
+        "To run this step again: cd backend && python -m venv .venv "
+        "&& .venv/bin/pip install -r requirements-dev.txt"
+    )
     if uv:
         run(
             "Creating backend/.venv with uv",
@@ -136,6 +144,23 @@ def install_dependencies(backend_dir: Path) -> Path:
     return python
 
 
+def write_initial_config(project_dir: Path, tier: str, template_version: str) -> None:
+    """Start db_config.json with what only generation knows; ``manage.py init`` adds the rest."""
+    config_file = project_dir / "db_config.json"
+    if config_file.exists():
+        return
+    config = {
+        "tier": tier,
+        "template_version": template_version,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+    }
+    config_file.write_text(
+        json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     project_dir = Path.cwd()
@@ -145,37 +170,30 @@ def main(argv: list[str] | None = None) -> int:
         write_models(backend_dir, args.models_json)
         if env_file.exists():
             env_file.chmod(0o600)
+        write_initial_config(project_dir, args.tier, args.template_version)
+        seed_option = " --seed-sample" if args.seed_sample else ""
         if not args.install:
             print(
                 "  Skipped installing dependencies and creating the database; run:\n"
                 "    cd backend && python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt\n"
-                "    .venv/bin/python manage.py init",
+                f"    .venv/bin/python manage.py init{seed_option}",
                 file=sys.stderr,
             )
             return 0
         python = install_dependencies(backend_dir)
-        init_command = [
-            str(python),
-            "manage.py",
-            "init",
-            "--tier",
-            args.tier,
-            "--template-version",
-            args.template_version,
-        ]
+        init_command = [str(python), "manage.py", "init"]
         if args.seed_sample:
             init_command.append("--seed-sample")
         run(
             "Creating the database and applying the first migration",
             init_command,
             backend_dir,
-            "cd backend && .venv/bin/python manage.py init"
-            + (" --seed-sample" if args.seed_sample else ""),
+            f"To run this step again: cd backend && .venv/bin/python manage.py init{seed_option}",
         )
     except StepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    announce("Done")
+    print("  Done.", file=sys.stderr)
     return 0
 
 

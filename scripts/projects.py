@@ -18,7 +18,7 @@ import yaml
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 REQUIREMENTS_DEV = REPO_DIR / "template" / "backend" / "requirements-dev.txt"
-SNAPSHOT_TAG = "v0.0.0-test"
+SNAPSHOT_TAG = "v0.0.1"
 
 
 def copier_command() -> list[str]:
@@ -126,6 +126,7 @@ def copier_copy(
     *,
     trust: bool = True,
     extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> CommandResult:
     """Run ``copier copy`` with ``answers`` in a data file, as a user would."""
     data_file = destination.parent / f"{destination.name}-answers.yml"
@@ -134,7 +135,7 @@ def copier_copy(
     if trust:
         command.append("--trust")
     command += [*(extra or []), str(template), str(destination)]
-    return run(command, cwd=destination.parent, env=clean_env())
+    return run(command, cwd=destination.parent, env=env or clean_env())
 
 
 def clean_env(**overrides: str) -> dict[str, str]:

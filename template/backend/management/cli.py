@@ -54,10 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Set up the database. Running it again changes nothing.",
     )
     init.add_argument(
-        "--tier", default="sqlite", help="database tier recorded in db_config.json"
-    )
-    init.add_argument(
-        "--template-version", default="unknown", help="template version to record"
+        "--tier",
+        help="database tier to record in db_config.json (default: as recorded, or sqlite)",
     )
     init.add_argument(
         "--seed-sample",
@@ -97,8 +95,37 @@ def main(argv: list[str] | None = None) -> int:
             args, {"command": args.command, "status": "error", "message": str(error)}
         )
         return error.exit_code
+    except database_errors() as error:
+        message = describe_database_error(error)
+        report(args, {"command": args.command, "status": "error", "message": message})
+        return 1
     report(args, result)
     return 0 if result.get("status") == "ok" else 1
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """Return the exceptions a database command reports as one line.
+
+    SQLAlchemy and Alembic may be missing when only code generation runs.
+    """
+    try:
+        from alembic.util import CommandError
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:
+        return (OSError,)
+    return (OSError, SQLAlchemyError, CommandError)
+
+
+def describe_database_error(error: Exception) -> str:
+    """Return the error's first line with the database it happened on, minus any password."""
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    first_line = detail[0] if detail else type(error).__name__
+    try:
+        from database import engine
+    except Exception:  # noqa: BLE001 - the error above may come from importing database
+        return first_line
+    where = engine.url.render_as_string(hide_password=True)
+    return f"{first_line} (database {where})"
 
 
 def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -150,9 +177,11 @@ def run_init(args: argparse.Namespace) -> dict[str, Any]:
     from management import project_config
     from management.migrations import current_revision, head_revision, migrate
 
-    if args.tier not in project_config.TIERS:
+    tier = args.tier or project_config.read_config().get("tier", "sqlite")
+    if tier not in project_config.TIERS:
         raise UsageError(
-            f"--tier {args.tier!r} is not one of {', '.join(project_config.TIERS)}"
+            f"tier {tier!r} is not one of {', '.join(project_config.TIERS)}; "
+            "pass --tier with one of them"
         )
     database_path = sqlite_database_path()
     created_file = database_path is not None and not database_path.exists()
@@ -188,7 +217,7 @@ def run_init(args: argparse.Namespace) -> dict[str, Any]:
         if created_file:
             remove_sqlite_files(database_path)
         raise
-    config = write_database_config(args.tier, args.template_version, result.revision)
+    config = write_database_config(tier, result.revision)
     summary = [
         f"Database ready at revision {result.revision} ({config.get('database_file') or config.get('database')})"
     ]
@@ -282,18 +311,9 @@ def remove_sqlite_files(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def write_database_config(
-    tier: str, template_version: str, revision: str | None
-) -> dict[str, Any]:
+def write_database_config(tier: str, revision: str | None) -> dict[str, Any]:
     from database import engine
     from management import project_config
 
     details = project_config.describe_database(engine.url, BACKEND_DIR)
-    return project_config.write_config(
-        {
-            "tier": tier,
-            "template_version": template_version,
-            "revision": revision,
-            **details,
-        }
-    )
+    return project_config.write_config({"tier": tier, "revision": revision, **details})
