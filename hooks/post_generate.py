@@ -145,7 +145,7 @@ def install_dependencies(backend_dir: Path) -> Path:
 
 
 def write_initial_config(project_dir: Path, tier: str, template_version: str) -> None:
-    """Start db_config.json with what only generation knows; ``manage.py init`` adds the rest."""
+    """Start db_config.json with the values only Copier has; ``manage.py init`` adds the rest."""
     config_file = project_dir / "db_config.json"
     if config_file.exists():
         return

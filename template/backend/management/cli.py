@@ -26,10 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="manage.py", description="Database actions for this project."
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    # --json is accepted after the command name too; SUPPRESS keeps a value
+    # given before the command.
+    json_option = argparse.ArgumentParser(add_help=False)
+    json_option.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON document",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = commands.add_parser(
         "create-model",
+        parents=[json_option],
         help="add a model with its schemas, router and tests",
         description="Add models written in the field grammar (see AGENTS.md).",
     )
@@ -50,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser(
         "init",
+        parents=[json_option],
         help="create the database, its first migration and db_config.json",
         description="Set up the database. Running it again changes nothing.",
     )
@@ -64,14 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     migrate = commands.add_parser(
-        "migrate", help="add a revision for model changes and upgrade to head"
+        "migrate",
+        parents=[json_option],
+        help="add a revision for model changes and upgrade to head",
     )
     migrate.add_argument("--message", "-m", help="revision message")
 
-    seed = commands.add_parser("seed", help="insert sample rows into empty tables")
+    seed = commands.add_parser(
+        "seed", parents=[json_option], help="insert sample rows into empty tables"
+    )
     seed.add_argument("--rows", type=int, default=SAMPLE_ROWS, help="rows per table")
 
-    commands.add_parser("check", help="exit 1 when the models and the database differ")
+    commands.add_parser(
+        "check",
+        parents=[json_option],
+        help="exit 1 when the models and the database differ",
+    )
     return parser
 
 
