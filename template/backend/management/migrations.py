@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sqlite3
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ class MigrationResult:
 
 
 def alembic_config() -> Config:
-    config = Config(str(BACKEND_DIR / "alembic.ini"))
+    # Alembic's own progress lines would mix with the command's summary and
+    # its --json output, so they go to a buffer.
+    config = Config(str(BACKEND_DIR / "alembic.ini"), stdout=io.StringIO())
     # The command line configures logging; env.py must not replace it.
     config.attributes["configure_logging"] = False
     return config
