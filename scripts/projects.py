@@ -130,7 +130,7 @@ def copier_copy(
 ) -> CommandResult:
     """Run ``copier copy`` with ``answers`` in a data file, as a user would."""
     data_file = destination.parent / f"{destination.name}-answers.yml"
-    data_file.write_text(yaml.safe_dump(answers), encoding="utf-8")
+    data_file.write_text(yaml.safe_dump(answers, sort_keys=False), encoding="utf-8")
     command = [*copier_command(), "copy", "--defaults", "--data-file", str(data_file)]
     if trust:
         command.append("--trust")

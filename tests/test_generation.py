@@ -7,6 +7,7 @@ import re
 import sqlite3
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,6 +31,7 @@ EVERY_TYPE_MODELS = [
             "title": "string(200) required unique",
             "summary": "text",
             "price": "decimal(10,2) default=0",
+            "cost": "decimal(8,3) required",
             "published_on": "date",
             "status": "enum(draft,published) default=draft",
             "author": "ref(Author) required",
@@ -59,8 +61,12 @@ EVERY_TYPE_MODELS = [
     },
 ]
 
+CHINOOK_MODELS = yaml.safe_load(
+    (Path(__file__).parent / "data" / "chinook_models.yml").read_text(encoding="utf-8")
+)
 COMBINATIONS = {
     "defaults": {},
+    "chinook": {"models": CHINOOK_MODELS, "project_name": "Chinook Store"},
     "no-models": {"models": []},
     "every-type": {"models": EVERY_TYPE_MODELS, "project_name": "Every Type"},
     "no-seed": {
@@ -69,9 +75,9 @@ COMBINATIONS = {
         "project_slug": "quiet_shop",
     },
 }
-# Jinja delimiters as templates write them; the generator's own str.format
-# templates escape braces as {{ without a space.
-JINJA_MARKER = re.compile(r"\{\{ | \}\}|\{%|%\}")
+# Jinja delimiters as templates write them: "{{ name", "{%" and "%}". The
+# generator's own str.format templates escape braces without a space ("{{key").
+JINJA_MARKER = re.compile(r"\{\{-? +[A-Za-z_]|\{%|%\}")
 
 
 @pytest.fixture(scope="module", params=sorted(COMBINATIONS), ids=sorted(COMBINATIONS))

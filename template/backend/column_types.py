@@ -21,6 +21,10 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    @property
+    def python_type(self) -> type:
+        return datetime
+
     def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
@@ -50,6 +54,10 @@ class ExactDecimal(TypeDecorator):
 
     impl = Numeric
     cache_ok = True
+
+    @property
+    def python_type(self) -> type:
+        return Decimal
 
     def __init__(self, precision: int, scale: int) -> None:
         super().__init__(precision=precision, scale=scale)

@@ -58,8 +58,7 @@ def required_imports(specs: list[ModelSpec]) -> ImportBlock:
                 block.add_name("typing", "Any")
             if kind == "decimal":
                 block.add_name("column_types", "ExactDecimal")
-                if field.default is not None:
-                    block.add_name("decimal", "Decimal")
+                block.add_name("decimal", "Decimal")
     return block
 
 
