@@ -85,7 +85,10 @@ def test_init_failure_names_step_and_removes_project(template_source, tmp_path):
     )
     assert result.returncode == 1
     assert f"error: {INIT_STEP} failed: " in result.stderr
-    assert "unable to open database file (database sqlite:////nonexistent-folder/db.sqlite)" in result.stderr
+    assert (
+        "unable to open database file (database sqlite:////nonexistent-folder/db.sqlite)"
+        in result.stderr
+    )
     assert (
         "To run this step again: cd backend && .venv/bin/python manage.py init --seed-sample"
         in result.stderr

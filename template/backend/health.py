@@ -19,7 +19,7 @@ def head_revisions() -> set[str]:
 
 
 def database_status() -> dict[str, Any]:
-    """Return whether the database answers and whether it is at head."""
+    """Return whether the database responds and whether it is at head."""
     heads = head_revisions()
     try:
         with engine.connect() as connection:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class ManagementError(Exception):
-    """A command failed; the message says why and what to do next."""
+    """A command failed. The message gives the reason and the next step."""
 
     exit_code = 1
 

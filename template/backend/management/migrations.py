@@ -24,7 +24,7 @@ INITIAL_MESSAGE = "create initial tables"
 
 @dataclass
 class MigrationResult:
-    """What a migrate run did."""
+    """Outcome of a migrate run: revisions created and applied, and operations."""
 
     revision: str | None = None
     created_revision: str | None = None

@@ -131,7 +131,7 @@ class SampleFactory:
 
 
 def is_generated_key(column: sa.Column) -> bool:
-    """Whether the database assigns this column: a lone integer primary key."""
+    """Return whether the database assigns this column, as for a lone integer key."""
     table = column.table
     return (
         column.primary_key

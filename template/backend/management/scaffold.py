@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScaffoldResult:
-    """What a scaffold run created or left alone."""
+    """Outcome of a scaffold run: models created, models already defined, files changed."""
 
     created_models: list[str] = field(default_factory=list)
     existing_models: list[str] = field(default_factory=list)
@@ -31,8 +31,9 @@ class ScaffoldResult:
 def known_models(backend_dir: Path) -> dict[str, ModelSpec]:
     """Return the models already in ``models.py``, keyed by class name.
 
-    NOTE: an existing model is assumed to have the integer ``id`` key; a ref to
-    an existing model with another primary key needs the key read from models.py.
+    NOTE: an existing model is assumed to have the integer ``id`` key. A ref to
+    an existing model with another primary key would need that key read from
+    models.py.
     """
     source = (backend_dir / "models.py").read_text(encoding="utf-8")
     return {name: ModelSpec(name=name) for name in models_code.defined_models(source)}

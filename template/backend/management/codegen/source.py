@@ -1,8 +1,8 @@
 """Python source text the way ``ruff format`` lays it out.
 
 Generated files must pass ``ruff format --check`` even in a project where ruff
-is not installed, so the few constructs the generator writes are laid out here
-by the formatter's rules: a call that does not fit in 88 columns is split
+is not installed. So the few constructs the generator writes are laid out here
+by the formatter's rules. A call that does not fit in 88 columns is split
 inside its parentheses, first onto one indented line, then one argument per
 line with a trailing comma.
 """
