@@ -87,6 +87,12 @@ def write_models(backend_dir: Path, models_json: str) -> None:
         )
     finally:
         os.unlink(spec_file.name)
+    run(
+        "Writing routers and tests",
+        [sys.executable, "manage.py", "create-crud", "--all"],
+        backend_dir,
+        "To run this step again: cd backend && python manage.py create-crud --all",
+    )
 
 
 def install_dependencies(backend_dir: Path) -> Path:

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from database import begin_write
 
@@ -35,22 +36,90 @@ class StaleRowError(ValueError):
     """The row changed since the client read it (its ETag no longer matches)."""
 
 
-def list_rows(
-    db: Session, model: type[ModelT], *, offset: int, limit: int
-) -> dict[str, Any]:
-    """Return one page of rows in primary key order, with the total row count."""
-    total = db.scalar(select(func.count()).select_from(model))
+class InvalidQueryError(ValueError):
+    """A list request names a field the model cannot sort by."""
+
+
+def list_rows(db: Session, model: type[ModelT], query: Any) -> dict[str, Any]:
+    """Return one page of rows with the total count of rows that match the filters.
+
+    ``query`` is the model's Query schema: ``offset``, ``limit``, ``sort`` and
+    one optional filter per column. Rows come in the ``sort`` order, then in
+    primary key order.
+    """
+    filters = query.model_dump(exclude_none=True, exclude={"offset", "limit", "sort"})
+    conditions = [
+        filter_condition(model, name, value) for name, value in filters.items()
+    ]
+    total = db.scalar(select(func.count()).select_from(model).where(*conditions))
     statement = (
-        select(model).order_by(*inspect(model).primary_key).offset(offset).limit(limit)
+        select(model)
+        .where(*conditions)
+        .order_by(*sort_order(model, query.sort), *inspect(model).primary_key)
+        .options(*eager_loads(model))
+        .offset(query.offset)
+        .limit(query.limit)
     )
     items = db.scalars(statement).all()
     db.commit()
-    return {"items": items, "total": total, "offset": offset, "limit": limit}
+    return {
+        "items": items,
+        "total": total,
+        "offset": query.offset,
+        "limit": query.limit,
+    }
+
+
+def filter_condition(
+    model: type[DeclarativeBase], name: str, value: Any
+) -> ColumnElement:
+    column = inspect(model).columns[name]
+    if (
+        isinstance(value, str)
+        and column.type.python_type is str
+        and not is_enum(column)
+    ):
+        # lower() on both sides: database.py gives SQLite a Unicode-aware lower(),
+        # so matching ignores case the same way on SQLite and PostgreSQL.
+        return func.lower(column).contains(value.lower(), autoescape=True)
+    return column == value
+
+
+def is_enum(column: Any) -> bool:
+    return bool(getattr(column.type, "enums", None))
+
+
+def sort_order(model: type[DeclarativeBase], sort: str | None) -> list[Any]:
+    """Turn ``title,-price`` into ORDER BY clauses, rejecting unknown fields."""
+    if not sort:
+        return []
+    columns = inspect(model).columns
+    order = []
+    for name in sort.split(","):
+        descending = name.startswith("-")
+        column = columns.get(name.removeprefix("-"))
+        if column is None:
+            valid = ", ".join(columns.keys())
+            raise InvalidQueryError(
+                f"cannot sort by {name.removeprefix('-')!r}; sort by one of {valid}, "
+                "with - before a field for descending order"
+            )
+        order.append(column.desc() if descending else column.asc())
+    return order
+
+
+def eager_loads(model: type[DeclarativeBase]) -> list[Any]:
+    """Load many-to-many collections with the rows, before the transaction ends."""
+    return [
+        selectinload(relationship)
+        for relationship in inspect(model).relationships
+        if relationship.secondary is not None
+    ]
 
 
 def get_row(db: Session, model: type[ModelT], key: Sequence[Any]) -> ModelT:
     """Return the row with primary key ``key`` or raise ``RowNotFoundError``."""
-    row = db.get(model, tuple(key))
+    row = db.get(model, tuple(key), options=eager_loads(model))
     db.commit()
     if row is None:
         raise RowNotFoundError(describe_key(model, key))
@@ -60,7 +129,10 @@ def get_row(db: Session, model: type[ModelT], key: Sequence[Any]) -> ModelT:
 def create_row(db: Session, model: type[ModelT], values: Mapping[str, Any]) -> ModelT:
     """Insert a row and return it."""
     begin_write(db)
-    row = model(**values)
+    columns, collections = split_related_keys(db, model, values)
+    row = model(**columns)
+    for name, related in collections.items():
+        setattr(row, name, related)
     db.add(row)
     commit_or_conflict(db)
     return row
@@ -81,7 +153,8 @@ def update_row(
     """
     begin_write(db)
     row = locked_row(db, model, key, if_match)
-    for name, value in values.items():
+    columns, collections = split_related_keys(db, model, values)
+    for name, value in {**columns, **collections}.items():
         setattr(row, name, value)
     commit_or_conflict(db)
     return row
@@ -102,7 +175,7 @@ def locked_row(
 ) -> ModelT:
     # with_for_update locks the row on PostgreSQL; on SQLite, begin_write has
     # already taken the database's write lock.
-    row = db.get(model, tuple(key), with_for_update=True)
+    row = db.get(model, tuple(key), with_for_update=True, options=eager_loads(model))
     if row is None:
         db.rollback()
         raise RowNotFoundError(describe_key(model, key))
@@ -110,6 +183,47 @@ def locked_row(
         db.rollback()
         raise StaleRowError(f"{describe_key(model, key)} changed since ETag {if_match}")
     return row
+
+
+def split_related_keys(
+    db: Session, model: type[DeclarativeBase], values: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Separate column values from ``<name>_ids`` lists of many-to-many fields.
+
+    Each list of keys becomes the list of rows it names; a key with no row
+    raises RowConflictError.
+    """
+    columns = dict(values)
+    collections = {}
+    for relationship in inspect(model).relationships:
+        ids_name = f"{singular(relationship.key)}_ids"
+        if relationship.secondary is None or ids_name not in columns:
+            continue
+        keys = columns.pop(ids_name)
+        if keys is None:
+            continue
+        target = relationship.mapper.class_
+        key_column = inspect(target).primary_key[0]
+        rows = db.scalars(select(target).where(key_column.in_(keys))).all()
+        missing = sorted(
+            set(keys) - {getattr(row, key_column.key) for row in rows}, key=str
+        )
+        if missing:
+            db.rollback()
+            raise RowConflictError(
+                f"{ids_name} names {target.__name__} rows that do not exist: {missing}"
+            )
+        collections[relationship.key] = rows
+    return columns, collections
+
+
+def singular(word: str) -> str:
+    """Return ``tag`` for ``tags``: many-to-many field ``tags`` travels as ``tag_ids``."""
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
 
 
 def commit_or_conflict(db: Session) -> None:

@@ -98,6 +98,12 @@ def configure_sqlite_connection(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT * 1000}")
     cursor.close()
+    # SQLite's built-in lower() folds only ASCII letters; PostgreSQL's folds all.
+    dbapi_connection.create_function("lower", 1, unicode_lower, deterministic=True)
+
+
+def unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def begin_sqlite_transaction(connection) -> None:

@@ -6,7 +6,7 @@ digits, enum values), so SQLite rejects what PostgreSQL would reject.
 
 import base64
 import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,8 @@ from pydantic import (
     Field,
     PlainSerializer,
 )
+from sqlalchemy import inspect
+from sqlalchemy.orm import DeclarativeBase
 
 RowT = TypeVar("RowT")
 
@@ -33,6 +35,16 @@ def decode_base64(value: object) -> object:
     return value
 
 
+def primary_keys(rows: object) -> object:
+    """Turn a list of related ORM rows into their primary keys."""
+    if isinstance(rows, (list, tuple, set)):
+        return [
+            inspect(row).identity[0] if isinstance(row, DeclarativeBase) else row
+            for row in rows
+        ]
+    return rows
+
+
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -43,12 +55,27 @@ Base64Bytes = Annotated[
     BeforeValidator(decode_base64),
     PlainSerializer(lambda value: base64.b64encode(value).decode(), when_used="json"),
 ]
+# The keys of the rows a many-to-many field points to, read from the relationship.
+RelatedKeys = Annotated[list[Any], BeforeValidator(primary_keys)]
 
 
 class Schema(BaseModel):
     """Base of every schema: reads ORM objects and rejects unknown fields."""
 
     model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+class ListQuery(Schema):
+    """Query parameters of a list endpoint; each model's Query class adds its filters.
+
+    A text filter matches rows that contain the value, ignoring case; other
+    filters match equal values. ``sort`` lists fields, ``-`` before a field
+    for descending order: ``sort=-price,title``.
+    """
+
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=1000)
+    sort: str | None = Field(default=None, pattern=r"^-?\w+(,-?\w+)*$")
 
 
 class Page(BaseModel, Generic[RowT]):

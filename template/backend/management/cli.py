@@ -52,11 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="one field, for example 'title: string(200) required'; repeatable",
     )
     create.add_argument(
+        "--replace",
+        action="store_true",
+        help="rewrite fields whose code differs from the spec and remove fields it leaves out",
+    )
+    create.add_argument(
         "--spec",
         type=Path,
         metavar="FILE",
         help="JSON file with a list of model specs ({name, fields}) instead of --name",
     )
+
+    crud = commands.add_parser(
+        "create-crud",
+        parents=[json_option],
+        help="add the router and API tests of a model",
+        description="Write routers/<model>.py and tests/test_<model>_api.py; main.py mounts the router.",
+    )
+    crud.add_argument(
+        "--model", action="append", default=[], help="model name; repeatable"
+    )
+    crud.add_argument("--all", action="store_true", help="every model in models.py")
 
     init = commands.add_parser(
         "init",
@@ -102,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {
         "create-model": run_create_model,
+        "create-crud": run_create_crud,
         "init": run_init,
         "migrate": run_migrate,
         "seed": run_seed,
@@ -118,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         message = describe_database_error(error)
         report(args, {"command": args.command, "status": "error", "message": message})
         return 1
+    result = {"command": args.command, **result}
     report(args, result)
     return 0 if result.get("status") == "ok" else 1
 
@@ -159,7 +177,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
 
 
 def run_create_model(args: argparse.Namespace) -> dict[str, Any]:
-    from management.scaffold import scaffold_models
+    from management.actions import create_database_model
 
     if args.spec and (args.name or args.field):
         raise UsageError("give either --spec FILE or --name with --field, not both")
@@ -174,22 +192,17 @@ def run_create_model(args: argparse.Namespace) -> dict[str, Any]:
         raw_models = [{"name": args.name, "fields": args.field}]
     else:
         raise UsageError("give --name NAME with --field 'name: type', or --spec FILE")
-    result = scaffold_models(BACKEND_DIR, raw_models)
-    summary = [f"Created model {name}" for name in result.created_models]
-    summary += [
-        f"Model {name} already exists; nothing changed"
-        for name in result.existing_models
-    ]
-    if result.created_models:
-        summary.append("Next: python manage.py migrate")
-    return {
-        "command": "create-model",
-        "status": "ok",
-        "created_models": result.created_models,
-        "existing_models": result.existing_models,
-        "files_changed": [f"backend/{path}" for path in result.files_changed],
-        "summary": summary,
-    }
+    return create_database_model(raw_models, replace=args.replace)
+
+
+def run_create_crud(args: argparse.Namespace) -> dict[str, Any]:
+    from management.actions import create_crud_operations
+
+    if args.all == bool(args.model):
+        raise UsageError(
+            "give --model NAME (repeatable) or --all, not both and not neither"
+        )
+    return create_crud_operations(None if args.all else args.model)
 
 
 def run_init(args: argparse.Namespace) -> dict[str, Any]:

@@ -109,6 +109,11 @@ class FieldSpec:
     def is_column(self) -> bool:
         return self.kind != "many"
 
+    @property
+    def ids_name(self) -> str:
+        """Name of the list of keys the API uses for a many(): ``tags`` gives ``tag_ids``."""
+        return f"{singular(self.name)}_ids"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -137,6 +142,15 @@ class ModelSpec:
 def snake_case(name: str) -> str:
     """Turn a PascalCase model name into a snake_case table name."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def singular(word: str) -> str:
+    """Return the singular of a lowercase English plural, by the regular rules."""
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
 
 
 def plural(word: str) -> str:
@@ -210,7 +224,10 @@ def parse_fields(model: str, raw_fields: object) -> list[FieldSpec]:
     seen: set[str] = set()
     for name, definition in pairs:
         spec = parse_field(model, name, definition)
-        for column in {spec.name, spec.column_name}:
+        claimed = {spec.name, spec.column_name}
+        if spec.kind == "many":
+            claimed.add(spec.ids_name)
+        for column in claimed:
             if column in seen:
                 raise SpecError(
                     f"duplicate field name {column!r}",
@@ -256,6 +273,13 @@ def parse_field(model: str, name: str, definition: object) -> FieldSpec:
             fix=f"use one of {TYPE_FORMS}",
         )
     kind = match.group("kind")
+    if match.group("args") is None and text[match.end() :].lstrip().startswith("("):
+        raise SpecError(
+            f"type {text.split()[0]!r} has no closing parenthesis",
+            model=model,
+            field=name,
+            fix=f"write {kind}(...) with both parentheses and no spaces around the commas",
+        )
     type_options = parse_type_arguments(model, name, kind, match.group("args"))
     modifiers = parse_modifiers(model, name, text[match.end() :].split())
     spec = FieldSpec(name=name, kind=kind, source=text, **type_options, **modifiers)

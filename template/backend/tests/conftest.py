@@ -19,6 +19,7 @@ os.environ["DATABASE_URL"] = os.environ.get(
 
 from alembic import command  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import inspect  # noqa: E402
 
 import models  # noqa: E402
 from database import SessionLocal, engine  # noqa: E402
@@ -63,6 +64,21 @@ def sample_payload():
             values = factory.row_values(model, db)
             db.commit()
         return {key: to_json(value) for key, value in values.items()}
+
+    return make
+
+
+@pytest.fixture
+def sample_keys():
+    """Return a function that inserts rows of a model and returns their keys."""
+    factory = SampleFactory(seed=3)
+
+    def make(model, count):
+        with SessionLocal() as db:
+            rows = [model(**factory.row_values(model, db)) for _ in range(count)]
+            db.add_all(rows)
+            db.commit()
+            return [inspect(row).identity[0] for row in rows]
 
     return make
 

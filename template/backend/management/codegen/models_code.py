@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import re
 from decimal import Decimal
 
+from management.codegen.classes import Member
 from management.codegen.imports import ImportBlock
 from management.codegen.source import INDENT, Call, layout, py_string
 from management.grammar import (
@@ -31,7 +33,9 @@ COLUMN_TYPES = {
 }
 
 
-def required_imports(specs: list[ModelSpec]) -> ImportBlock:
+def required_imports(
+    specs: list[ModelSpec], models: dict[str, ModelSpec]
+) -> ImportBlock:
     """Return the imports that the classes of ``specs`` need in ``models.py``."""
     block = ImportBlock()
     block.add_module("sqlalchemy", "sa")
@@ -44,6 +48,12 @@ def required_imports(specs: list[ModelSpec]) -> ImportBlock:
             kind = field.kind
             if kind in {"ref", "many"}:
                 block.add_name("sqlalchemy.orm", "relationship")
+            if kind == "ref" and field.target in models:
+                key = primary_key_columns(models[field.target])[0]
+                if key.kind in {"date", "datetime"}:
+                    block.add_module("datetime")
+                if key.kind == "uuid":
+                    block.add_module("uuid")
             if kind in {"date", "time", "datetime"}:
                 block.add_module("datetime")
             if kind == "datetime":
@@ -74,19 +84,29 @@ def render_model(spec: ModelSpec, models: dict[str, ModelSpec]) -> str:
         f'{INDENT}__tablename__ = "{spec.table_name}"',
         "",
     ]
-    if spec.has_implicit_id:
-        lines.append(f"{INDENT}id: Mapped[int] = mapped_column(primary_key=True)")
-    for field in spec.fields:
-        lines.extend(render_field(spec, field, models))
+    for member in model_members(spec, models):
+        lines.extend(member.lines)
     blocks.append("\n".join(lines))
     return "\n\n\n".join(blocks)
 
 
-def render_field(
+def model_members(spec: ModelSpec, models: dict[str, ModelSpec]) -> list[Member]:
+    """Return the class attributes of a model, in the order they are written."""
+    members = []
+    if spec.has_implicit_id:
+        id_line = f"{INDENT}id: Mapped[int] = mapped_column(primary_key=True)"
+        members.append(Member("id", [id_line]))
+    for field in spec.fields:
+        members.extend(field_members(spec, field, models))
+    return members
+
+
+def field_members(
     spec: ModelSpec, field: FieldSpec, models: dict[str, ModelSpec]
-) -> list[str]:
+) -> list[Member]:
+    """Return the attributes one field adds: a column, and a relationship for refs."""
     if field.kind == "many":
-        return render_many(spec, field, models)
+        return [Member(field.name, render_many(spec, field, models))]
     nullable = not (field.required or field.primary)
     if field.kind == "ref":
         target = models[field.target]
@@ -111,9 +131,10 @@ def render_field(
         Call("mapped_column", tuple(args)),
         indent=INDENT,
     )
+    members = [Member(field.column_name, lines)]
     if field.kind == "ref":
-        lines.extend(render_ref(spec, field, nullable))
-    return lines
+        members.append(Member(field.name, render_ref(spec, field, nullable)))
+    return members
 
 
 def render_ref(spec: ModelSpec, field: FieldSpec, nullable: bool) -> list[str]:
@@ -235,12 +256,104 @@ def default_arguments(field: FieldSpec) -> list[str]:
     return [f"default={py_string(value)}", f"server_default={py_string(value)}"]
 
 
-def defined_models(source: str) -> set[str]:
-    """Return the names of the classes in ``models.py`` that derive from ``Base``."""
+def defined_models(source: str) -> dict[str, ModelSpec]:
+    """Return the models defined in ``models.py``, read from its syntax tree.
+
+    Each ModelSpec lists the model's columns with their key, unique and type
+    information, which is what a router, its tests and a new ``ref`` need.
+    Relationships are left out.
+    """
     tree = ast.parse(source)
-    return {
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.ClassDef)
-        and any(isinstance(base, ast.Name) and base.id == "Base" for base in node.bases)
+    models = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        if not any(isinstance(b, ast.Name) and b.id == "Base" for b in node.bases):
+            continue
+        fields = [spec for spec in map(column_field, node.body) if spec is not None]
+        models[node.name] = ModelSpec(name=node.name, fields=tuple(fields))
+    return models
+
+
+# Grammar types by the column type a generated model writes, and by the Python
+# type of a foreign key column.
+COLUMN_KINDS = {
+    "String": "string",
+    "Text": "text",
+    "Integer": "integer",
+    "BigInteger": "bigint",
+    "Double": "float",
+    "ExactDecimal": "decimal",
+    "Boolean": "boolean",
+    "Date": "date",
+    "UTCDateTime": "datetime",
+    "Time": "time",
+    "Uuid": "uuid",
+    "JSON": "json",
+    "LargeBinary": "bytes",
+    "Enum": "enum",
+}
+PYTHON_KINDS = {
+    "int": "integer",
+    "str": "text",
+    "uuid.UUID": "uuid",
+    "datetime.date": "date",
+    "datetime.datetime": "datetime",
+}
+
+
+def column_field(node: ast.stmt) -> FieldSpec | None:
+    """Return a FieldSpec for an ``x: Mapped[...] = mapped_column(...)`` attribute."""
+    if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+        return None
+    call = node.value
+    if isinstance(call, ast.Call) and call_name(call) == "relationship":
+        return many_field(node, call)
+    if not (isinstance(call, ast.Call) and call_name(call) == "mapped_column"):
+        return None
+    flags = {
+        keyword.arg: getattr(keyword.value, "value", None) is True
+        for keyword in call.keywords
     }
+    python_type = "int"
+    if isinstance(node.annotation, ast.Subscript):
+        python_type = ast.unparse(node.annotation.slice).removesuffix(" | None")
+    kind = PYTHON_KINDS.get(python_type, "text")
+    length = None
+    if call.args and isinstance(call.args[0], ast.Call):
+        type_name = call_name(call.args[0])
+        kind = COLUMN_KINDS.get(type_name, kind)
+        arguments = call.args[0].args
+        if kind == "string" and arguments and isinstance(arguments[0], ast.Constant):
+            length = arguments[0].value
+        if kind == "string" and length is None:
+            kind = "text"
+    return FieldSpec(
+        name=node.target.id,
+        kind=kind,
+        length=length,
+        primary=flags.get("primary_key", False),
+        unique=flags.get("unique", False),
+        required=" | None" not in ast.unparse(node.annotation),
+    )
+
+
+def many_field(node: ast.AnnAssign, call: ast.Call) -> FieldSpec | None:
+    """Return a ``many`` FieldSpec for ``x: Mapped[list[Target]] = relationship(secondary=...)``."""
+    if not any(keyword.arg == "secondary" for keyword in call.keywords):
+        return None
+    target = ast.unparse(node.annotation)
+    match = re.fullmatch(r"Mapped\[list\[['\"]?(\w+)['\"]?\]\]", target)
+    if match is None:
+        return None
+    return FieldSpec(name=node.target.id, kind="many", target=match.group(1))
+
+
+def call_name(call: ast.Call) -> str | None:
+    """Return ``String`` for ``sa.String(...)`` and ``mapped_column`` for ``mapped_column(...)``."""
+    function = call.func
+    if isinstance(function, ast.Attribute):
+        return function.attr
+    if isinstance(function, ast.Name):
+        return function.id
+    return None

@@ -15,12 +15,8 @@ router = APIRouter(prefix="{prefix}", tags=["{model}"])
 
 
 @router.get("", response_model=Page[{model}Read])
-def list_{plural_name}(
-    db: DbSession,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=crud.MAX_PAGE_SIZE)] = crud.DEFAULT_PAGE_SIZE,
-):
-{list_call}
+{list_signature}
+    return crud.list_rows(db, {model}, query)
 
 
 @router.get("{key_path}", response_model={model}Read)
@@ -58,7 +54,7 @@ def update_{singular}(
 
 TEST_TEMPLATE = '''"""API round trip for {model}: create, read, update and delete one row."""
 
-from models import {model}
+from models import {imported_models}
 
 URL = "{prefix}"
 KEY = {key_literal}
@@ -94,7 +90,61 @@ def test_{singular}_rejects_unknown_field(client, sample_payload):
     payload = {{**sample_payload({model}), "no_such_field": 1}}
     response = client.post(URL, json=payload)
     assert response.status_code == 422
+
+
+def test_{singular}_list_sorts_and_pages(client, sample_payload):
+    for _ in range(3):
+        assert client.post(URL, json=sample_payload({model})).status_code == 201
+    response = client.get(URL, params={{"limit": 2, "sort": "-" + KEY[0]}})
+    assert response.status_code == 200
+    page = response.json()
+    assert page["total"] == 3
+    assert len(page["items"]) == 2
+    keys = [item[KEY[0]] for item in page["items"]]
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_{singular}_list_rejects_unknown_sort(client):
+    response = client.get(URL, params={{"sort": "no_such_field"}})
+    assert response.status_code == 422
+    assert "cannot sort by 'no_such_field'" in response.json()["detail"]
 '''
+
+MANY_TEST_TEMPLATE = """
+
+def test_{singular}_links_{field}(client, sample_payload, sample_keys):
+    targets = sample_keys({target}, 2)
+    payload = {{**sample_payload({model}), "{ids}": targets}}
+    created = client.post(URL, json=payload)
+    assert created.status_code == 201, created.text
+    row = created.json()
+    assert sorted(row["{ids}"]) == sorted(targets)
+    row_url = URL + "/" + "/".join(str(row[key]) for key in KEY)
+
+    updated = client.patch(row_url, json={{"{ids}": targets[:1]}})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["{ids}"] == targets[:1]
+    assert client.get(row_url).json()["{ids}"] == targets[:1]
+
+    unknown = {{**sample_payload({model}), "{ids}": [targets[0], 999999]}}
+    missing = client.post(URL, json=unknown)
+    assert missing.status_code == 409
+    assert "999999" in missing.json()["detail"]
+"""
+
+FILTER_TEST_TEMPLATE = """
+
+def test_{singular}_filter_ignores_case(client, sample_payload):
+    first = sample_payload({model})
+    assert client.post(URL, json=first).status_code == 201
+    assert client.post(URL, json=sample_payload({model})).status_code == 201
+    value = first["{field}"]
+    response = client.get(URL, params={{"{field}": value.upper()}})
+    assert response.status_code == 200
+    values = [item["{field}"] for item in response.json()["items"]]
+    assert value in values
+    assert all(value.lower() in found.lower() for found in values)
+"""
 
 UNIQUE_TEST_TEMPLATE = """
 
@@ -136,7 +186,8 @@ def render_router(spec: ModelSpec, models: dict[str, ModelSpec]) -> str:
         if any(t.startswith(module + ".") for t in key_types)
     ]
     schema_names = sorted(
-        [f"{model}Create", f"{model}Read", f"{model}Update", "Page"], key=str.lower
+        [f"{model}Create", f"{model}Query", f"{model}Read", f"{model}Update", "Page"],
+        key=str.lower,
     )
     imports = [
         *stdlib,
@@ -164,8 +215,10 @@ def render_router(spec: ModelSpec, models: dict[str, ModelSpec]) -> str:
         plural_name=plural(singular),
         key_path="".join(f"/{{{name}}}" for name in key_names),
         key_params_lines="\n    ".join(f"{param}," for param in key_params),
-        list_call=statement(
-            "return ", "crud.list_rows", "db", model, "offset=offset", "limit=limit"
+        list_signature=signature(
+            f"list_{plural(singular)}",
+            f"query: Annotated[{model}Query, Query()]",
+            "db: DbSession",
         ),
         get_signature=signature(
             f"get_{singular}", *key_params, "db: DbSession", "response: Response"
@@ -208,8 +261,23 @@ def render_test(spec: ModelSpec) -> str:
         "prefix": url_prefix(spec),
         "singular": spec.table_name,
         "key_literal": key_literal,
+        "imported_models": ", ".join(
+            sorted({spec.name, *(f.target for f in spec.fields if f.kind == "many")})
+        ),
     }
     source = TEST_TEMPLATE.format(**values)
     if any(field.unique for field in spec.fields):
         source += UNIQUE_TEST_TEMPLATE.format(**values)
+    for field in spec.fields:
+        if field.kind == "many":
+            source += MANY_TEST_TEMPLATE.format(
+                **values, field=field.name, target=field.target, ids=field.ids_name
+            )
+    text_fields = [
+        f for f in spec.fields if f.kind in {"string", "text"} and not f.primary
+    ]
+    if text_fields:
+        source += FILTER_TEST_TEMPLATE.format(
+            **values, field=text_fields[0].column_name
+        )
     return source

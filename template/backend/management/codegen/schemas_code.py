@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from management.codegen.classes import Member
 from management.codegen.imports import ImportBlock
 from management.codegen.source import INDENT, Call, layout, py_string
 from management.grammar import DEFAULT_NOW, FieldSpec, ModelSpec, primary_key_columns
@@ -34,13 +35,21 @@ OUTPUT_TYPES = {
 }
 
 
-def required_imports(specs: list[ModelSpec]) -> ImportBlock:
+def required_imports(
+    specs: list[ModelSpec], models: dict[str, ModelSpec]
+) -> ImportBlock:
     block = ImportBlock()
     for spec in specs:
         for field in spec.fields:
             kind = field.kind
             if kind in {"date", "time", "datetime"}:
                 block.add_module("datetime")
+            if kind in {"ref", "many"} and field.target in models:
+                key = primary_key_columns(models[field.target])[0]
+                if key.kind in {"date", "time", "datetime"}:
+                    block.add_module("datetime")
+                if key.kind == "uuid":
+                    block.add_module("uuid")
             if kind == "uuid":
                 block.add_module("uuid")
             if kind == "json":
@@ -52,33 +61,121 @@ def required_imports(specs: list[ModelSpec]) -> ImportBlock:
     return block
 
 
+SCHEMA_KINDS = ("Create", "Update", "Read", "Query")
+SCHEMA_BASES = {
+    "Create": "Schema",
+    "Update": "Schema",
+    "Read": "Schema",
+    "Query": "ListQuery",
+}
+# Query parameters filter on these types; JSON and bytes columns cannot be filtered.
+FILTER_TYPES = {
+    **OUTPUT_TYPES,
+    "json": None,
+    "bytes": None,
+    "datetime": "datetime.datetime",
+}
+
+
 def render_schemas(spec: ModelSpec, models: dict[str, ModelSpec]) -> str:
-    """Return the enum aliases and the Create, Update and Read schemas of one model."""
-    columns = [field for field in spec.fields if field.is_column]
-    blocks = []
-    for field in columns:
-        if field.kind == "enum":
-            choices = Call(
-                "Literal", tuple(py_string(choice) for choice in field.choices), "[]"
-            )
-            blocks.append(layout(f"{enum_alias(spec, field)} = ", choices))
-    create = [f"class {spec.name}Create(Schema):"]
-    for field in columns:
-        create.extend(render_input_field(spec, field, models, partial=False))
-    update = [f"class {spec.name}Update(Schema):"]
-    for field in columns:
-        if not field.primary:
-            update.extend(render_input_field(spec, field, models, partial=True))
-    read = [f"class {spec.name}Read(Schema):"]
-    if spec.has_implicit_id:
-        read.append(f"{INDENT}id: int")
-    for field in columns:
-        nullable = not (field.required or field.primary)
-        type_name = output_type(field, models) + (" | None" if nullable else "")
-        read.append(f"{INDENT}{field.column_name}: {type_name}")
-    for body in (create, update, read):
-        blocks.append(body if len(body) > 1 else [*body, f"{INDENT}pass"])
+    """Return the enum aliases and the Create, Update, Read and Query schemas of one model."""
+    blocks = [alias.lines for alias in enum_aliases(spec)]
+    for kind, members in schema_members(spec, models).items():
+        body = [line for member in members for line in member.lines]
+        blocks.append(
+            [
+                f"class {spec.name}{kind}({SCHEMA_BASES[kind]}):",
+                *(body or [f"{INDENT}pass"]),
+            ]
+        )
     return "\n\n\n".join("\n".join(block) for block in blocks)
+
+
+def enum_aliases(spec: ModelSpec) -> list[Member]:
+    """Return a ``Literal`` alias for each enum field, such as ``BookStatus``."""
+    aliases = []
+    for field in spec.fields:
+        if field.kind == "enum":
+            choices = Call("Literal", tuple(py_string(c) for c in field.choices), "[]")
+            name = enum_alias(spec, field)
+            aliases.append(Member(name, layout(f"{name} = ", choices)))
+    return aliases
+
+
+def schema_members(
+    spec: ModelSpec, models: dict[str, ModelSpec]
+) -> dict[str, list[Member]]:
+    """Return the fields of each schema class of a model, keyed by Create, Update, Read, Query."""
+    members: dict[str, list[Member]] = {kind: [] for kind in SCHEMA_KINDS}
+    if spec.has_implicit_id:
+        members["Read"].append(Member("id", [f"{INDENT}id: int"]))
+        members["Query"].append(Member("id", [f"{INDENT}id: int | None = None"]))
+    for field in spec.fields:
+        for kind, member in field_schema_members(spec, field, models).items():
+            members[kind].append(member)
+    return members
+
+
+def field_schema_members(
+    spec: ModelSpec, field: FieldSpec, models: dict[str, ModelSpec]
+) -> dict[str, Member]:
+    """Return what one field adds to each schema class."""
+    if field.kind == "many":
+        return many_schema_members(field, models)
+    name = field.column_name
+    nullable = not (field.required or field.primary)
+    members = {
+        "Create": Member(name, render_input_field(spec, field, models, partial=False))
+    }
+    if not field.primary:
+        members["Update"] = Member(
+            name, render_input_field(spec, field, models, partial=True)
+        )
+    read_type = output_type(field, models) + (" | None" if nullable else "")
+    members["Read"] = Member(name, [f"{INDENT}{name}: {read_type}"])
+    filter_type = (
+        enum_alias(spec, field)
+        if field.kind == "enum"
+        else filter_type_of(field, models)
+    )
+    if filter_type is not None:
+        members["Query"] = Member(
+            name, [f"{INDENT}{name}: {filter_type} | None = None"]
+        )
+    return members
+
+
+def many_schema_members(
+    field: FieldSpec, models: dict[str, ModelSpec]
+) -> dict[str, Member]:
+    """Return the ``tag_ids`` fields of a many-to-many field such as ``tags``."""
+    name = field.ids_name
+    key_type = input_type(primary_key_columns(models[field.target])[0], models)
+    return {
+        "Create": Member(
+            name,
+            layout(
+                f"{name}: list[{key_type}] = ",
+                Call("Field", ("default_factory=list",)),
+                indent=INDENT,
+            ),
+        ),
+        "Update": Member(name, [f"{INDENT}{name}: list[{key_type}] = None"]),
+        "Read": Member(
+            name,
+            layout(
+                f"{name}: RelatedKeys = ",
+                Call("Field", (f"validation_alias={py_string(field.name)}",)),
+                indent=INDENT,
+            ),
+        ),
+    }
+
+
+def filter_type_of(field: FieldSpec, models: dict[str, ModelSpec]) -> str | None:
+    if field.kind == "ref":
+        return filter_type_of(primary_key_columns(models[field.target])[0], models)
+    return FILTER_TYPES[field.kind]
 
 
 def enum_alias(spec: ModelSpec, field: FieldSpec) -> str:
