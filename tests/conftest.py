@@ -47,6 +47,14 @@ def render(template_source, project_python, tmp_path_factory):
     return make
 
 
+def link_venv(project: Path, python: Path) -> Path:
+    """Make backend/.venv point at the shared environment, so documented commands run as written."""
+    link = project / "backend" / ".venv"
+    if not link.exists():
+        link.symlink_to(python.parent.parent, target_is_directory=True)
+    return link / "bin" / "python"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

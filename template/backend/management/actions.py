@@ -9,8 +9,12 @@ produces (revision, operations, rows seeded), plus a short summary for people.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from management.errors import ManagementError, database_errors, describe_database_error
+from management.tags import ActionTag, parse_actions
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +79,164 @@ def create_crud_operations(names: list[str] | None = None) -> dict[str, Any]:
         models=[change.name for change in outcome.models],
         summary=summary,
     )
+
+
+def migrate_database(
+    message: str | None = None, *, allow_destructive: bool = False
+) -> dict[str, Any]:
+    """Add a revision for model changes and apply it; see ``migrations.migrate``."""
+    from management import project_config
+    from management.migrations import migrate
+
+    outcome = migrate(message, allow_destructive=allow_destructive)
+    files = []
+    if outcome.created_revision:
+        summary = [f"Created revision {outcome.created_revision} and upgraded to it"]
+        summary += [f"  {operation}" for operation in outcome.operations]
+        files.append(outcome.created_file)
+    elif outcome.applied:
+        summary = [f"Upgraded to {outcome.revision}"]
+    else:
+        summary = [
+            f"Models and database match at revision {outcome.revision}; no revision created"
+        ]
+    if project_config.CONFIG_FILE.exists():
+        project_config.write_config({"revision": outcome.revision})
+    return action_result(
+        "migrate_database",
+        files_changed=files,
+        revision=outcome.revision,
+        created_revision=outcome.created_revision,
+        operations=outcome.operations,
+        backup=outcome.backup,
+        summary=summary,
+    )
+
+
+def seed_database(
+    *,
+    model: str | None = None,
+    count: int | None = None,
+    file: str | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    """Insert or update rows from seed files, a text body, or generated values."""
+    from management import seeding
+
+    return seeding.seed_database(model=model, count=count, file=file, body=body)
+
+
+def run_atomically(
+    action: Callable[[], dict[str, Any]], *, uses_database: bool
+) -> dict[str, Any]:
+    """Run an action; if it raises, restore the files and database it may have changed.
+
+    Actions that only write code pass ``uses_database=False``, so they run
+    without SQLAlchemy, as the generation hook needs.
+    """
+    from management.snapshot import ProjectSnapshot
+
+    database = None
+    if uses_database:
+        from management.migrations import sqlite_path
+
+        database = sqlite_path()
+    with ProjectSnapshot(BACKEND_DIR, database):
+        return action()
+
+
+CODE_ONLY_ACTIONS = {"create_database_model", "create_crud_operations"}
+
+
+def run_tag(tag: ActionTag) -> dict[str, Any]:
+    """Carry out one parsed action tag."""
+    attributes = tag.attributes
+    if tag.type == "create_database_model":
+        lines = tag.body.splitlines() if tag.body else attributes["fields"].split(";")
+        fields = [
+            line.strip()
+            for line in lines
+            if line.strip() and not line.strip().startswith("#")
+        ]
+        return create_database_model(
+            [{"name": attributes["name"], "fields": fields}],
+            replace=attributes.get("replace") == "true",
+        )
+    if tag.type == "create_crud_operations":
+        return create_crud_operations([attributes["model"]])
+    if tag.type == "migrate_database":
+        return migrate_database(
+            attributes.get("message"),
+            allow_destructive=attributes.get("allow_destructive") == "true",
+        )
+    if tag.type == "seed_database":
+        count = attributes.get("count")
+        return seed_database(
+            model=attributes.get("model"),
+            count=int(count) if count is not None else None,
+            file=attributes.get("file"),
+            body=tag.body or None,
+        )
+    raise ManagementError(
+        f"action {tag.type} is not available in this project yet; "
+        f"use one of {', '.join(AVAILABLE_ACTIONS)}"
+    )
+
+
+AVAILABLE_ACTIONS = (
+    "create_database_model",
+    "create_crud_operations",
+    "migrate_database",
+    "seed_database",
+)
+
+
+def apply_text(text: str) -> dict[str, Any]:
+    """Carry out every action tag in ``text``, in order, stopping at the first failure.
+
+    Each action is atomic: a failed one is undone, and those before it stay.
+    Actions after a failure are reported as skipped.
+    """
+    tags = parse_actions(text)
+    results: list[dict[str, Any]] = []
+    failed = False
+    for tag in tags:
+        if failed:
+            results.append({"type": tag.type, "line": tag.line, "status": "skipped"})
+            continue
+        try:
+            result = run_atomically(
+                lambda tag=tag: run_tag(tag),
+                uses_database=tag.type not in CODE_ONLY_ACTIONS,
+            )
+        except (ManagementError, *database_errors()) as error:
+            message = (
+                str(error)
+                if isinstance(error, ManagementError)
+                else describe_database_error(error)
+            )
+            results.append(
+                {
+                    "type": tag.type,
+                    "line": tag.line,
+                    "status": "error",
+                    "message": message,
+                }
+            )
+            failed = True
+            continue
+        results.append({**result, "line": tag.line})
+    summary = []
+    for number, result in enumerate(results, start=1):
+        header = (
+            f"[{number}] {result['type']} (line {result['line']}): {result['status']}"
+        )
+        summary.append(header)
+        summary += [f"    {line}" for line in result.get("summary", [])]
+        if result["status"] == "error":
+            summary.append(f"    error: {result['message']}")
+    return {
+        "status": "error" if failed else "ok",
+        "actions": results,
+        "summary": summary,
+    }

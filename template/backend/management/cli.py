@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from management.errors import ManagementError, UsageError
+from management.errors import (
+    ManagementError,
+    UsageError,
+    database_errors,
+    describe_database_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +101,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a revision for model changes and upgrade to head",
     )
     migrate.add_argument("--message", "-m", help="revision message")
+    migrate.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="allow dropping tables or columns and narrowing column types",
+    )
 
     seed = commands.add_parser(
-        "seed", parents=[json_option], help="insert sample rows into empty tables"
+        "seed",
+        parents=[json_option],
+        help="insert or update rows from backend/seeds/, or generate sample rows",
+        description=(
+            "Without options, load every file in backend/seeds/. Seeding twice "
+            "adds nothing: rows match existing ones by primary key or a unique field."
+        ),
     )
-    seed.add_argument("--rows", type=int, default=SAMPLE_ROWS, help="rows per table")
+    seed.add_argument(
+        "--model", help="model to seed (default: the file's name, or every model)"
+    )
+    seed.add_argument("--file", help="one file in backend/seeds/, such as Book.json")
+    seed.add_argument(
+        "--count",
+        type=int,
+        help="generate sample rows until each table (or --model's) holds this many",
+    )
+
+    apply = commands.add_parser(
+        "apply",
+        parents=[json_option],
+        help="carry out the <action> tags in a text, in order",
+        description="Read a text (a file, or standard input) and run each action tag in it.",
+    )
+    apply.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        help="text file; - or nothing for standard input",
+    )
 
     commands.add_parser(
         "check",
@@ -108,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when the models and the database differ",
     )
     return parser
+
+
+# Commands that change the project; a failure undoes everything they changed.
+# apply makes each of its actions atomic by itself.
+ACTION_COMMANDS = {"create-model", "create-crud", "migrate", "seed"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,9 +165,18 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": run_migrate,
         "seed": run_seed,
         "check": run_check,
+        "apply": run_apply,
     }
     try:
-        result = handlers[args.command](args)
+        if args.command in ACTION_COMMANDS:
+            from management.actions import run_atomically
+
+            result = run_atomically(
+                lambda: handlers[args.command](args),
+                uses_database=args.command in {"migrate", "seed"},
+            )
+        else:
+            result = handlers[args.command](args)
     except ManagementError as error:
         report(
             args, {"command": args.command, "status": "error", "message": str(error)}
@@ -138,31 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": args.command, **result}
     report(args, result)
     return 0 if result.get("status") == "ok" else 1
-
-
-def database_errors() -> tuple[type[Exception], ...]:
-    """Return the exceptions a database command reports as one line.
-
-    SQLAlchemy and Alembic may be missing when only code generation runs.
-    """
-    try:
-        from alembic.util import CommandError
-        from sqlalchemy.exc import SQLAlchemyError
-    except ImportError:
-        return (OSError,)
-    return (OSError, SQLAlchemyError, CommandError)
-
-
-def describe_database_error(error: Exception) -> str:
-    """Return the error's first line with the database it happened on, minus any password."""
-    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
-    first_line = detail[0] if detail else type(error).__name__
-    try:
-        from database import engine
-    except Exception:  # noqa: BLE001 - the error above may come from importing database
-        return first_line
-    where = engine.url.render_as_string(hide_password=True)
-    return f"{first_line} (database {where})"
 
 
 def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -267,45 +293,32 @@ def run_init(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_migrate(args: argparse.Namespace) -> dict[str, Any]:
-    from management.migrations import migrate
+    from management.actions import migrate_database
 
-    result = migrate(args.message)
-    if result.created_revision:
-        summary = [f"Created revision {result.created_revision} and upgraded to it"]
-        summary += [f"  {operation}" for operation in result.operations]
-    elif result.applied:
-        summary = [f"Upgraded to {result.revision}"]
-    else:
-        summary = [
-            f"Models and database match at revision {result.revision}; no revision created"
-        ]
-    from management import project_config
-
-    if project_config.CONFIG_FILE.exists():
-        project_config.write_config({"revision": result.revision})
-    return {
-        "command": "migrate",
-        "status": "ok",
-        "revision": result.revision,
-        "created_revision": result.created_revision,
-        "operations": result.operations,
-        "summary": summary,
-    }
+    return migrate_database(args.message, allow_destructive=args.allow_destructive)
 
 
 def run_seed(args: argparse.Namespace) -> dict[str, Any]:
-    from management.seeding import seed_sample_rows
+    from management.actions import seed_database
 
-    if args.rows < 1:
-        raise UsageError(f"--rows must be at least 1, got {args.rows}")
-    seeded = seed_sample_rows(args.rows)
-    summary = [f"Seeded {count} rows into {table}" for table, count in seeded.items()]
-    return {
-        "command": "seed",
-        "status": "ok",
-        "rows_seeded": seeded,
-        "summary": summary or ["Every table already has rows; nothing seeded"],
-    }
+    if args.count is not None and args.count < 1:
+        raise UsageError(f"--count must be at least 1, got {args.count}")
+    if args.count is not None and args.file:
+        raise UsageError("give --count or --file, not both")
+    return seed_database(model=args.model, count=args.count, file=args.file)
+
+
+def run_apply(args: argparse.Namespace) -> dict[str, Any]:
+    from management.actions import apply_text
+
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
+    return apply_text(text)
 
 
 def run_check(args: argparse.Namespace) -> dict[str, Any]:

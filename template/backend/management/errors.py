@@ -40,3 +40,28 @@ class SpecError(ManagementError):
         elif model:
             where = f"model {model}: "
         super().__init__(f"{where}{problem}; fix: {fix}")
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """Return the exceptions a database command reports as one line.
+
+    SQLAlchemy and Alembic may be missing when only code generation runs.
+    """
+    try:
+        from alembic.util import CommandError
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:
+        return (OSError,)
+    return (OSError, SQLAlchemyError, CommandError)
+
+
+def describe_database_error(error: Exception) -> str:
+    """Return the error's first line with the database it happened on, minus any password."""
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    first_line = detail[0] if detail else type(error).__name__
+    try:
+        from database import engine
+    except Exception:  # noqa: BLE001 - the error above may come from importing database
+        return first_line
+    where = engine.url.render_as_string(hide_password=True)
+    return f"{first_line} (database {where})"

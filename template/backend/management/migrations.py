@@ -1,16 +1,24 @@
-"""Alembic operations through its command API: revisions, upgrades and checks."""
+"""Alembic operations through its command API: revisions, upgrades and checks.
+
+``migrate`` compares models.py with the database, refuses changes that lose
+data unless they are allowed, backs a SQLite database up first, and puts the
+database and the migration files back as they were when anything fails.
+"""
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
+from alembic.autogenerate import produce_migrations
 from alembic.config import Config
+from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
@@ -19,7 +27,10 @@ from management.errors import ManagementError
 logger = logging.getLogger(__name__)
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
+BACKUP_DIR = BACKEND_DIR / "backups"
 INITIAL_MESSAGE = "create initial tables"
+# Backups taken before migrations that are kept; older ones are deleted.
+KEPT_MIGRATION_BACKUPS = 10
 
 
 @dataclass
@@ -30,12 +41,18 @@ class MigrationResult:
     created_revision: str | None = None
     operations: list[str] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
+    created_file: str | None = None
+    backup: str | None = None
 
 
 def alembic_config() -> Config:
     # Alembic's own progress lines would mix with the command's summary and
     # its --json output, so they go to a buffer.
-    config = Config(str(BACKEND_DIR / "alembic.ini"), stdout=io.StringIO())
+    config = Config(
+        str(BACKEND_DIR / "alembic.ini"),
+        stdout=io.StringIO(),
+        cmd_opts=argparse.Namespace(quiet=True),
+    )
     # The command line configures logging; env.py must not replace it.
     config.attributes["configure_logging"] = False
     return config
@@ -58,8 +75,8 @@ def head_revision() -> str | None:
     return ",".join(sorted(heads)) or None
 
 
-def pending_operations() -> list[str]:
-    """Return the differences between the models and the database, one line each."""
+def pending_operations() -> list[ops.MigrateOperation]:
+    """Return the operations that would bring the database in line with models.py."""
     import models
     from database import engine
 
@@ -67,56 +84,195 @@ def pending_operations() -> list[str]:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "compare_server_default": True}
         )
-        differences = compare_metadata(context, models.Base.metadata)
-    return [describe_operation(difference) for difference in differences]
+        script = produce_migrations(context, models.Base.metadata)
+    return flatten(script.upgrade_ops.ops)
 
 
-def describe_operation(difference) -> str:
-    if isinstance(difference, list):
-        return "; ".join(describe_operation(item) for item in difference)
-    kind, *details = difference
-    names = [
-        getattr(item, "name", None) or str(item) for item in details if item is not None
-    ]
-    return f"{kind} {' '.join(str(name) for name in names[:3])}".strip()
+def flatten(operations: list[ops.MigrateOperation]) -> list[ops.MigrateOperation]:
+    flat = []
+    for operation in operations:
+        if isinstance(operation, ops.ModifyTableOps):
+            flat.extend(flatten(operation.ops))
+        else:
+            flat.append(operation)
+    return flat
 
 
-def migrate(message: str | None = None) -> MigrationResult:
-    """Bring the database to head, first adding a revision if the models changed.
+def describe(operation: ops.MigrateOperation) -> str:
+    """Return one readable line for an operation, such as ``add column book.price``."""
+    if isinstance(operation, ops.CreateTableOp):
+        return f"add table {operation.table_name}"
+    if isinstance(operation, ops.DropTableOp):
+        return f"drop table {operation.table_name}"
+    if isinstance(operation, ops.AddColumnOp):
+        return f"add column {operation.table_name}.{operation.column.name}"
+    if isinstance(operation, ops.DropColumnOp):
+        return f"drop column {operation.table_name}.{operation.column_name}"
+    if isinstance(operation, ops.AlterColumnOp):
+        changes = []
+        if operation.modify_type is not None:
+            changes.append(f"type {operation.existing_type} -> {operation.modify_type}")
+        if operation.modify_nullable is not None:
+            changes.append(
+                "required" if operation.modify_nullable is False else "optional"
+            )
+        if operation.modify_server_default is not False:
+            changes.append("server default")
+        detail = ", ".join(changes) or "options"
+        return f"alter column {operation.table_name}.{operation.column_name} ({detail})"
+    if isinstance(operation, ops.CreateIndexOp):
+        return f"add index {operation.index_name}"
+    if isinstance(operation, ops.DropIndexOp):
+        return f"drop index {operation.index_name}"
+    if isinstance(operation, ops.AddConstraintOp):
+        return f"add constraint {operation.constraint_name}"
+    if isinstance(operation, ops.DropConstraintOp):
+        return f"drop constraint {operation.constraint_name}"
+    return type(operation).__name__
+
+
+def data_losses(operation: ops.MigrateOperation) -> str | None:
+    """Return why an operation can lose data, or None when it cannot."""
+    if isinstance(operation, ops.DropTableOp):
+        return f"drops table {operation.table_name} and its rows"
+    if isinstance(operation, ops.DropColumnOp):
+        return f"drops column {operation.table_name}.{operation.column_name} and its values"
+    if isinstance(operation, ops.AlterColumnOp) and operation.modify_type is not None:
+        if narrows(operation.existing_type, operation.modify_type):
+            return (
+                f"changes {operation.table_name}.{operation.column_name} from "
+                f"{operation.existing_type} to {operation.modify_type}, which can "
+                "truncate or reject existing values"
+            )
+    return None
+
+
+def narrows(old: sa.types.TypeEngine, new: sa.types.TypeEngine) -> bool:
+    """Whether values of type ``old`` may not fit type ``new``."""
+    old_python, new_python = python_type(old), python_type(new)
+    if old_python is not new_python:
+        return not (old_python is int and new_python in {float, object})
+    old_length = getattr(old, "length", None)
+    new_length = getattr(new, "length", None)
+    if new_length is not None and (old_length is None or new_length < old_length):
+        return True
+    old_precision = getattr(old, "precision", None)
+    new_precision = getattr(new, "precision", None)
+    return bool(old_precision and new_precision and new_precision < old_precision)
+
+
+def python_type(column_type: sa.types.TypeEngine) -> type:
+    try:
+        return column_type.python_type
+    except NotImplementedError:
+        return object
+
+
+def check_rows_fit(connection: sa.Connection, operation: ops.MigrateOperation) -> None:
+    """Raise before migrating when a new NOT NULL column cannot be filled.
+
+    Adding a required column without a server default, or making a column
+    required while it holds NULLs, fails halfway on a table with rows.
+    """
+    if isinstance(operation, ops.AddColumnOp):
+        column = operation.column
+        if column.nullable or column.server_default is not None or column.primary_key:
+            return
+        table = sa.table(operation.table_name)
+        rows = connection.execute(
+            sa.select(sa.func.count()).select_from(table)
+        ).scalar()
+        if rows:
+            raise ManagementError(
+                f"the new required field {column.name} of table {operation.table_name} "
+                f"has no default, and the table has {rows} rows; give the field a "
+                "default (default=<value>) or make it optional, then migrate again"
+            )
+    if isinstance(operation, ops.AlterColumnOp) and operation.modify_nullable is False:
+        table = sa.table(operation.table_name, sa.column(operation.column_name))
+        nulls = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c[operation.column_name].is_(None))
+        ).scalar()
+        if nulls:
+            raise ManagementError(
+                f"field {operation.column_name} of table {operation.table_name} becomes "
+                f"required, but {nulls} rows have no value; fill them in first "
+                "or give the field a default"
+            )
+
+
+def migrate(
+    message: str | None = None, *, allow_destructive: bool = False
+) -> MigrationResult:
+    """Bring the database to head, adding a revision first if the models changed.
 
     The first revision is created even when there are no models yet, so every
-    database is at a known revision from the start.
+    database is at a known revision from the start. Nothing is written when a
+    change would lose data and ``allow_destructive`` is false, or when a new
+    required column cannot be filled.
     """
+    from database import engine
+
     result = MigrationResult()
     config = alembic_config()
-    scripts = script_directory()
-    if current_revision() != head_revision():
-        before = current_revision()
-        command.upgrade(config, "head")
-        result.applied.append(f"{before or 'base'} -> {head_revision()}")
-    operations = pending_operations()
-    if operations or not scripts.get_heads():
-        result.operations = operations
-        revision_message = message or (
-            INITIAL_MESSAGE if not scripts.get_heads() else "update models"
-        )
-        script = command.revision(config, message=revision_message, autogenerate=True)
-        result.created_revision = script.revision
-        try:
-            command.upgrade(config, "head")
-        except Exception:
-            # The migration ran in one transaction that was rolled back; drop
-            # its file too, so the project is as it was before.
-            Path(script.path).unlink(missing_ok=True)
-            raise
-        result.applied.append(f"-> {result.created_revision}")
-    result.revision = current_revision()
-    leftover = pending_operations()
-    if leftover:
+    first_revision = not script_directory().get_heads()
+    behind = current_revision() != head_revision()
+    pending = [] if behind else pending_operations()
+    if not behind and not pending and not first_revision:
+        result.revision = current_revision()
+        return result
+
+    losses = [loss for loss in map(data_losses, pending) if loss]
+    if losses and not allow_destructive:
         raise ManagementError(
-            f"the database still differs from models.py after migrating ({leftover[0]}); "
-            "check the newest file in migrations/versions"
+            f"the migration {'; '.join(losses)}; nothing was changed. Back the data up "
+            'and pass --allow-destructive (allow_destructive="true" in an action tag) '
+            "if that is intended"
         )
+    with engine.connect() as connection:
+        for operation in pending:
+            check_rows_fit(connection, operation)
+
+    result.backup = backup_before_migrating() if current_revision() else None
+    created_path = None
+    try:
+        if behind:
+            before = current_revision()
+            command.upgrade(config, "head")
+            result.applied.append(f"{before or 'base'} -> {head_revision()}")
+            pending = pending_operations()
+        if pending or first_revision:
+            result.operations = [describe(operation) for operation in pending]
+            revision_message = message or (
+                INITIAL_MESSAGE if first_revision else "update models"
+            )
+            script = command.revision(
+                config, message=revision_message, autogenerate=True
+            )
+            created_path = Path(script.path)
+            result.created_revision = script.revision
+            result.created_file = created_path.relative_to(
+                BACKEND_DIR.parent
+            ).as_posix()
+            command.upgrade(config, "head")
+            result.applied.append(f"-> {script.revision}")
+        leftover = pending_operations()
+        if leftover:
+            raise ManagementError(
+                f"the database still differs from models.py after migrating "
+                f"({describe(leftover[0])}); the migration was undone. Alembic cannot "
+                "detect this change by itself: write the revision by hand with alembic revision"
+            )
+    except BaseException:
+        # Put files and data back as they were, then let the error through.
+        if created_path is not None:
+            created_path.unlink(missing_ok=True)
+        if result.backup is not None:
+            restore_sqlite(Path(result.backup))
+        raise
+    result.revision = current_revision()
     return result
 
 
@@ -124,7 +280,33 @@ def check() -> list[str]:
     """Return what ``alembic check`` would report: pending model changes."""
     if current_revision() != head_revision():
         return [f"database at {current_revision()} is behind head {head_revision()}"]
-    return pending_operations()
+    return [describe(operation) for operation in pending_operations()]
+
+
+def sqlite_path() -> Path | None:
+    from database import engine
+
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def backup_before_migrating() -> str | None:
+    """Back the SQLite database up into backups/ and return the file, or None."""
+    import datetime
+
+    database = sqlite_path()
+    if database is None or not database.exists():
+        return None
+    BACKUP_DIR.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = BACKUP_DIR / f"{database.stem}-{stamp}-before-migrate.sqlite"
+    backup_sqlite(database, target)
+    old_backups = sorted(BACKUP_DIR.glob(f"{database.stem}-*-before-migrate.sqlite"))
+    for old in old_backups[:-KEPT_MIGRATION_BACKUPS]:
+        old.unlink()
+    return str(target)
 
 
 def backup_sqlite(database_path: Path, target: Path) -> None:
@@ -138,3 +320,12 @@ def backup_sqlite(database_path: Path, target: Path) -> None:
             destination.close()
     finally:
         source.close()
+
+
+def restore_sqlite(backup: Path) -> None:
+    """Copy a backup over the live database with the backup API."""
+    from database import engine
+
+    database = sqlite_path()
+    engine.dispose()
+    backup_sqlite(backup, database)

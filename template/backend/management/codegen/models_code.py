@@ -212,14 +212,12 @@ def column_type_of(field: FieldSpec) -> tuple[str | Call, str]:
         return f"ExactDecimal({field.precision}, {field.scale})", "Decimal"
     if kind == "enum":
         choices = tuple(py_string(choice) for choice in field.choices)
-        # A VARCHAR with a CHECK constraint, the same on SQLite and PostgreSQL,
-        # rather than a PostgreSQL enum type that migrations must create and drop.
-        options = (
-            f"name={py_string(field.name)}",
-            "native_enum=False",
-            "create_constraint=True",
-        )
-        return Call("sa.Enum", choices + options), "str"
+        # A VARCHAR on SQLite and PostgreSQL alike, rather than a PostgreSQL enum
+        # type that migrations must create and drop. The API schemas check the
+        # values; a CHECK constraint is left out because autogenerate cannot see
+        # it change when a value is added, and SQLite's batch mode cannot drop
+        # the column it guards.
+        return Call("sa.Enum", (*choices, "native_enum=False")), "str"
     return COLUMN_TYPES[kind]
 
 
