@@ -265,7 +265,7 @@ def parse_field(model: str, name: str, definition: object) -> FieldSpec:
     text = definition.strip()
     match = TYPE_PATTERN.match(text)
     if not match or match.group("kind") not in SCALAR_TYPES + RELATION_TYPES:
-        bad = match.group(0) if match else text.split()[0]
+        bad = text.split()[0]
         raise SpecError(
             f"unknown type {bad!r}",
             model=model,
