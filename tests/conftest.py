@@ -8,8 +8,10 @@ requirements. The tests of the post-generation hook itself install for real.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,12 +85,16 @@ def running_server(
         "--log-level",
         "warning",
     ]
+    # The log goes to a file: a pipe nobody reads fills up and blocks the server.
+    log = tempfile.NamedTemporaryFile(
+        "w+", prefix="uvicorn-", suffix=".log", delete=False
+    )
     process = subprocess.Popen(
         command,
         cwd=cwd or backend_dir,
         env=clean_env(),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -98,7 +104,7 @@ def running_server(
         while True:
             if process.poll() is not None:
                 raise AssertionError(
-                    f"uvicorn exited with {process.returncode}:\n{process.stdout.read()}"
+                    f"uvicorn exited with {process.returncode}:\n{Path(log.name).read_text()}"
                 )
             try:
                 httpx.get(f"{base_url}/health", timeout=1)
@@ -115,7 +121,8 @@ def running_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        process.stdout.close()
+        log.close()
+        os.unlink(log.name)
 
 
 @pytest.fixture

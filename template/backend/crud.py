@@ -151,6 +151,7 @@ def update_row(
     With ``if_match``, the update happens only if the row's current ETag is
     that value; otherwise ``StaleRowError`` is raised and nothing changes.
     """
+    precheck_etag(db, model, key, if_match)
     begin_write(db)
     row = locked_row(db, model, key, if_match)
     columns, collections = split_related_keys(db, model, values)
@@ -164,10 +165,28 @@ def delete_row(
     db: Session, model: type[ModelT], key: Sequence[Any], *, if_match: str | None = None
 ) -> None:
     """Delete the row with primary key ``key``."""
+    precheck_etag(db, model, key, if_match)
     begin_write(db)
     row = locked_row(db, model, key, if_match)
     db.delete(row)
     commit_or_conflict(db)
+
+
+def precheck_etag(
+    db: Session, model: type[DeclarativeBase], key: Sequence[Any], if_match: str | None
+) -> None:
+    """Reject a stale ETag in a plain read, before waiting for the write lock.
+
+    A request that would get 412 anyway then never queues for SQLite's write
+    lock. locked_row checks the ETag again under the lock, which decides.
+    """
+    if if_match is None or if_match == "*":
+        return
+    row = db.get(model, tuple(key), options=eager_loads(model))
+    current = etag(row) if row is not None else None
+    db.rollback()
+    if row is not None and if_match != current:
+        raise StaleRowError(f"{describe_key(model, key)} changed since ETag {if_match}")
 
 
 def locked_row(
