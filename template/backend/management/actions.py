@@ -9,6 +9,7 @@ produces (revision, operations, rows seeded), plus a short summary for people.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,7 @@ def run_atomically(
     """
     from management.snapshot import ProjectSnapshot
 
+    forget_application_modules()
     database = None
     if uses_database:
         from management.migrations import sqlite_path
@@ -143,6 +145,18 @@ def run_atomically(
         database = sqlite_path()
     with ProjectSnapshot(BACKEND_DIR, database):
         return action()
+
+
+# Modules generated from the models; an earlier action in the same process may
+# have rewritten them.
+APPLICATION_MODULES = ("models", "schemas", "crud", "main", "routers")
+
+
+def forget_application_modules() -> None:
+    """Drop the application's modules from the import cache, so the next import reads the files."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in APPLICATION_MODULES:
+            del sys.modules[name]
 
 
 CODE_ONLY_ACTIONS = {"create_database_model", "create_crud_operations"}

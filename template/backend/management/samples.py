@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import itertools
 import random
 import uuid
 from decimal import Decimal
@@ -31,9 +30,18 @@ class SampleFactory:
 
     def __init__(self, seed: int = 0, *, reuse_parents: bool = False) -> None:
         self.random = random.Random(seed)
-        self.counter = itertools.count(1)
+        self.next_number = 1
         # Seeding points new rows at existing parents; tests give each row its own.
         self.reuse_parents = reuse_parents
+
+    def take_number(self) -> int:
+        number = self.next_number
+        self.next_number += 1
+        return number
+
+    def skip_past(self, number: int) -> None:
+        """Number later rows above ``number``, such as the row count of a table."""
+        self.next_number = max(self.next_number, number + 1)
 
     def column_value(self, column: sa.Column, number: int) -> Any:
         """Return a Python value of the column's type for row ``number``."""
@@ -101,7 +109,7 @@ class SampleFactory:
         Foreign keys point to existing rows; when the referenced table is empty,
         a row is inserted there first.
         """
-        number = next(self.counter)
+        number = self.take_number()
         values: dict[str, Any] = {}
         for column in model.__table__.columns:
             if is_generated_key(column):
@@ -120,7 +128,8 @@ class SampleFactory:
         parent = model_for_table(model, target_column.table)
         if parent is model and column.nullable:
             return None
-        if self.reuse_parents and not column.primary_key:
+        # A key or unique column needs a parent of its own for each row.
+        if self.reuse_parents and not (column.primary_key or column.unique):
             keys = db.scalars(sa.select(target_column).limit(100)).all()
             if keys:
                 return self.random.choice(keys)
