@@ -32,6 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tier", default="sqlite", help="the database_tier answer")
     parser.add_argument("--template-version", default="unversioned")
+    parser.add_argument("--project-slug", default="app", help="the project_slug answer")
+    parser.add_argument(
+        "--existing-database",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="backend/.env already names a database (the database_url answer)",
+    )
     parser.add_argument(
         "--seed-sample", action=argparse.BooleanOptionalAction, default=False
     )
@@ -179,12 +186,15 @@ def install_dependencies(backend_dir: Path) -> Path:
     return python
 
 
-def write_initial_config(project_dir: Path, tier: str, template_version: str) -> None:
+def write_initial_config(
+    project_dir: Path, tier: str, project_slug: str, template_version: str
+) -> None:
     """Start db_config.json with the values only Copier has; ``manage.py init`` adds the rest."""
     config_file = project_dir / "db_config.json"
     if config_file.exists():
         return
     config = {
+        "project": project_slug,
         "tier": tier,
         "template_version": template_version,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -205,26 +215,52 @@ def main(argv: list[str] | None = None) -> int:
         write_models(backend_dir, args.models_json)
         if env_file.exists():
             env_file.chmod(0o600)
-        write_initial_config(project_dir, args.tier, args.template_version)
+        write_initial_config(
+            project_dir, args.tier, args.project_slug, args.template_version
+        )
+        provision = args.tier != "sqlite" and not args.existing_database
         seed_option = " --seed-sample" if args.seed_sample else ""
+        steps = [f".venv/bin/python manage.py init{seed_option}"]
+        if provision:
+            steps.insert(0, f".venv/bin/python manage.py provision --tier {args.tier}")
         if not args.install:
             print(
                 "  Skipped installing dependencies and creating the database; run:\n"
                 "    cd backend && python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt\n"
-                f"    .venv/bin/python manage.py init{seed_option}",
+                + "".join(f"    {step}\n" for step in steps),
                 file=sys.stderr,
+                end="",
             )
             return 0
         python = install_dependencies(backend_dir)
+        if provision:
+            run(
+                f"Provisioning the project's PostgreSQL {'schema' if args.tier == 'postgres_schema' else 'database'}",
+                [str(python), "manage.py", "provision", "--tier", args.tier],
+                backend_dir,
+                f"To run this step again: cd backend && {steps[0]}",
+            )
         init_command = [str(python), "manage.py", "init"]
         if args.seed_sample:
             init_command.append("--seed-sample")
-        run(
-            "Creating the database and applying the first migration",
-            init_command,
-            backend_dir,
-            f"To run this step again: cd backend && .venv/bin/python manage.py init{seed_option}",
-        )
+        try:
+            run(
+                "Creating the database and applying the first migration",
+                init_command,
+                backend_dir,
+                f"To run this step again: cd backend && {steps[-1]}",
+            )
+        except StepError:
+            if provision:
+                # Copier deletes the new project folder after a failed task,
+                # so the role and schema provisioned for it go too.
+                run(
+                    "Removing what was provisioned",
+                    [str(python), "manage.py", "deprovision", "--yes"],
+                    backend_dir,
+                    "Remove the role and its schema or database by hand.",
+                )
+            raise
     except StepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -143,7 +143,13 @@ def clean_env(**overrides: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "TEST_DATABASE_URL", "VIRTUAL_ENV"}
+        if key
+        not in {
+            "DATABASE_URL",
+            "TEST_DATABASE_URL",
+            "ADMIN_DATABASE_URL",
+            "VIRTUAL_ENV",
+        }
     }
     env.update(overrides)
     return env

@@ -119,14 +119,31 @@ def test_copy_without_trust_explains_flag(template_source, tmp_path):
     assert not destination.exists()
 
 
-def test_postgres_tier_not_yet_offered(template_source, tmp_path):
+def test_postgres_tier_without_admin_url_fails_cleanly(template_source, tmp_path):
     destination = tmp_path / "app"
     result = copier_copy(
         template_source, destination, {"database_tier": "postgres_schema"}
     )
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert (
-        'database_tier "postgres_schema" is not available yet; use sqlite'
+        "error: Provisioning the project's PostgreSQL schema failed: ADMIN_DATABASE_URL "
+        "is not set; export the URL of a PostgreSQL superuser"
+    ) in result.stderr
+    assert (
+        "To run this step again: cd backend && .venv/bin/python manage.py provision --tier postgres_schema"
         in result.stderr
     )
+    assert not destination.exists()
+
+
+def test_database_url_answer_must_be_postgres(template_source, tmp_path):
+    destination = tmp_path / "app"
+    answers = {"database_tier": "postgres_database", "database_url": "mysql://x@h/db"}
+    result = copier_copy(template_source, destination, answers)
+    assert result.returncode != 0
+    assert (
+        "database_url must start with postgresql:// or postgresql+psycopg://"
+        in result.stderr
+    )
+    assert "mysql://x@h/db" not in result.stderr
     assert not destination.exists()

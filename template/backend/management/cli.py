@@ -68,6 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file with a list of model specs ({name, fields}) instead of --name",
     )
 
+    provision = commands.add_parser(
+        "provision",
+        parents=[json_option],
+        help="create the project's PostgreSQL role and schema or database",
+        description=(
+            "Provision the project on the PostgreSQL server in ADMIN_DATABASE_URL "
+            "and point backend/.env at it. Running it again changes nothing."
+        ),
+    )
+    provision.add_argument(
+        "--tier",
+        choices=["postgres_schema", "postgres_database"],
+        help="tier 2 (a schema on a shared database) or tier 3 (a database); default: as in db_config.json",
+    )
+    deprovision = commands.add_parser(
+        "deprovision",
+        parents=[json_option],
+        help="remove the project's PostgreSQL role, schema or database and data",
+    )
+    deprovision.add_argument(
+        "--yes",
+        action="store_true",
+        help="confirm: every row of the project is deleted",
+    )
+
     crud = commands.add_parser(
         "create-crud",
         parents=[json_option],
@@ -166,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": run_seed,
         "check": run_check,
         "apply": run_apply,
+        "provision": run_provision,
+        "deprovision": run_deprovision,
     }
     try:
         if args.command in ACTION_COMMANDS:
@@ -306,6 +333,75 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
     if args.count is not None and args.file:
         raise UsageError("give --count or --file, not both")
     return seed_database(model=args.model, count=args.count, file=args.file)
+
+
+def run_provision(args: argparse.Namespace) -> dict[str, Any]:
+    from management import project_config
+    from management.env_file import write_env_file
+    from management.provisioning import provision
+
+    config = project_config.read_config()
+    tier = args.tier or config.get("tier")
+    if tier not in ("postgres_schema", "postgres_database"):
+        raise UsageError(
+            f"tier {tier!r} has nothing to provision; pass --tier postgres_schema "
+            "or --tier postgres_database"
+        )
+    done = config.get("provisioning")
+    if done and done.get("tier") == tier:
+        return {
+            "status": "ok",
+            "changed": False,
+            "provisioning": done,
+            "summary": [
+                f"Already provisioned: role {done['role']}, database {done['database']}; nothing to do"
+            ],
+        }
+    slug = config.get("project") or BACKEND_DIR.parent.name
+    result = provision(tier, slug)
+    write_env_file(result.url, "postgresql")
+    details = result.public_details()
+    project_config.write_config(
+        {
+            "tier": tier,
+            "provisioning": details,
+            "database_type": "postgresql",
+            "database": result.database,
+            "schema": result.schema,
+            "host": result.host,
+            "port": result.port,
+        }
+    )
+    return {
+        "status": "ok",
+        "changed": True,
+        "provisioning": details,
+        "files_changed": ["backend/.env", "db_config.json"],
+        "summary": [
+            f"Created role {result.role} and schema {result.schema} in database {result.database}",
+            "backend/.env now points at it; next: python manage.py init",
+        ],
+    }
+
+
+def run_deprovision(args: argparse.Namespace) -> dict[str, Any]:
+    from management import project_config
+    from management.provisioning import deprovision
+
+    config = project_config.read_config()
+    details = config.get("provisioning")
+    if not details:
+        raise UsageError("db_config.json records no provisioning; nothing to remove")
+    if not args.yes:
+        raise UsageError(
+            f"deprovision deletes role {details['role']} and every row of the project "
+            f"in database {details['database']}; pass --yes to confirm"
+        )
+    steps = deprovision(details)
+    project_config.write_config(
+        {"provisioning": None, "deprovisioned_at": project_config.utc_timestamp()}
+    )
+    return {"status": "ok", "summary": steps}
 
 
 def run_apply(args: argparse.Namespace) -> dict[str, Any]:
