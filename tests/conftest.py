@@ -15,12 +15,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from scripts.projects import clean_env, create_venv, render_project, snapshot_template
+from tests.postgres_server import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +131,26 @@ def running_server(
 def server():
     """Return the running_server context manager."""
     return running_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer | ExternalPostgres]:
+    """Start one PostgreSQL server on first request and stop it when the session ends.
+
+    Only sessions with a test that requests this fixture start the server.
+    With TEST_POSTGRES_ADMIN_URL set (a CI service container, for example),
+    the tests use that server instead of starting one.
+    """
+    external = os.environ.get("TEST_POSTGRES_ADMIN_URL")
+    if external:
+        yield ExternalPostgres(external)
+        return
+    with PostgresServer() as postgres:
+        yield postgres
+
+
+@dataclass(frozen=True)
+class ExternalPostgres:
+    """A PostgreSQL server the tests did not start, reached through its admin URL."""
+
+    admin_url: str

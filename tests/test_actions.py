@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -179,9 +180,10 @@ def test_changed_field_needs_replace(library):
     assert code == 1
     assert result["status"] == "error"
     assert result["message"].startswith(
-        "model Book: fields title differ from their current code; nothing was changed."
+        "model Book, field title: the code is `title: Mapped[str] = mapped_column(sa.String(200))` "
+        "but the spec gives `title: Mapped[str] = mapped_column(sa.String(50))`; nothing was changed."
     )
-    assert "pass --replace" in result["message"]
+    assert "--replace also removes the fields the spec leaves out" in result["message"]
     assert tree_digest(library) == before
 
 
@@ -352,3 +354,38 @@ def test_failed_migration_restores_files_and_rows(library):
     assert result["status"] == "error"
     assert tree_digest(library) == before
     assert table_dump(library) == rows_before
+
+
+def test_plain_apply_reports_failed_action(library):
+    backend = library / "backend"
+    completed = subprocess.run(
+        [".venv/bin/python", "manage.py", "apply"],
+        cwd=backend,
+        env=clean_env(),
+        input='<action type="create_database_model" name="Author">\nrating: int\n</action>\n',
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    assert (
+        completed.stdout.splitlines()[0] == "[1] create_database_model (line 1): error"
+    )
+    assert "error: model Author, field rating: unknown type 'int'" in completed.stdout
+
+
+def test_irregular_plurals_in_routes_and_keys(render, project_python, server):
+    import httpx
+
+    models = [
+        {"name": "Box", "fields": {"label": "string(20) required"}},
+        {"name": "Shelf", "fields": {"boxes": "many(Box)"}},
+    ]
+    project = render({"models": models}, name="shelves", seed=False)
+    with server(project_python, project / "backend") as base_url:
+        box = httpx.post(f"{base_url}/boxes", json={"label": "tools"})
+        assert box.status_code == 201, box.text
+        shelf = httpx.post(f"{base_url}/shelves", json={"box_ids": [box.json()["id"]]})
+        assert shelf.status_code == 201, shelf.text
+        assert shelf.json()["box_ids"] == [box.json()["id"]]

@@ -237,12 +237,14 @@ def split_related_keys(
 
 
 def singular(word: str) -> str:
-    """Return ``tag`` for ``tags``: many-to-many field ``tags`` travels as ``tag_ids``."""
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
+    """Return ``tag`` for ``tags``: a many-to-many field ``tags`` travels as ``tag_ids``.
+
+    The generator (management/grammar.py) names the schema field with the same
+    rules; keep the two in step.
+    """
+    from management.grammar import singular as grammar_singular
+
+    return grammar_singular(word)
 
 
 def commit_or_conflict(db: Session) -> None:

@@ -51,10 +51,14 @@ def create_database_model(
             summary += [f"  removed {item['name']}" for item in change.removed]
         else:
             summary.append(f"Model {change.name} already matches; nothing changed")
-    if outcome.files_changed:
+    created = [change.name for change in outcome.models if change.status == "created"]
+    if created:
+        models = " ".join(f"--model {name}" for name in created)
         summary.append(
-            "Next: python manage.py create-crud and python manage.py migrate"
+            f"Next: python manage.py create-crud {models}, then python manage.py migrate"
         )
+    elif outcome.files_changed:
+        summary.append("Next: python manage.py migrate")
     return action_result(
         "create_database_model",
         files_changed=[f"backend/{path}" for path in outcome.files_changed],

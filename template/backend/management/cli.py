@@ -222,11 +222,10 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return
-    if result.get("status") == "error":
-        print(f"error: {result['message']}", file=sys.stderr)
-        return
     for line in result.get("summary", []):
         print(line)
+    if result.get("status") == "error" and "message" in result:
+        print(f"error: {result['message']}", file=sys.stderr)
 
 
 def run_create_model(args: argparse.Namespace) -> dict[str, Any]:

@@ -144,22 +144,54 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
+# English words whose plural the regular rules get wrong, as table names use them.
+IRREGULAR_PLURALS = {
+    "analysis": "analyses",
+    "child": "children",
+    "datum": "data",
+    "half": "halves",
+    "knife": "knives",
+    "leaf": "leaves",
+    "life": "lives",
+    "man": "men",
+    "medium": "media",
+    "person": "people",
+    "shelf": "shelves",
+    "wife": "wives",
+    "wolf": "wolves",
+    "woman": "women",
+}
+IRREGULAR_SINGULARS = {
+    plural_form: word for word, plural_form in IRREGULAR_PLURALS.items()
+}
+
+
 def singular(word: str) -> str:
-    """Return the singular of a lowercase English plural, by the regular rules."""
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
+    """Return the singular of a lowercase English plural, such as ``box`` for ``boxes``."""
+    head, _, last = word.rpartition("_")
+    prefix = f"{head}_" if head else ""
+    if last in IRREGULAR_SINGULARS:
+        return prefix + IRREGULAR_SINGULARS[last]
+    if re.search(r"[^aeiou]ies$", last):
+        return prefix + last[:-3] + "y"
+    if re.search(r"(ss|x|z|ch|sh|us)es$", last):
+        return prefix + last[:-2]
+    if last.endswith("s") and not last.endswith(("ss", "us", "is")):
+        return prefix + last[:-1]
     return word
 
 
 def plural(word: str) -> str:
-    """Return the English plural of a lowercase word, by the regular rules."""
-    if re.search(r"[^aeiou]y$", word):
-        return word[:-1] + "ies"
-    if re.search(r"(s|x|z|ch|sh)$", word):
-        return word + "es"
-    return word + "s"
+    """Return the English plural of a lowercase word, such as ``shelves`` for ``shelf``."""
+    head, _, last = word.rpartition("_")
+    prefix = f"{head}_" if head else ""
+    if last in IRREGULAR_PLURALS:
+        return prefix + IRREGULAR_PLURALS[last]
+    if re.search(r"[^aeiou]y$", last):
+        return prefix + last[:-1] + "ies"
+    if re.search(r"(s|x|z|ch|sh)$", last):
+        return prefix + last + "es"
+    return prefix + last + "s"
 
 
 def parse_models(

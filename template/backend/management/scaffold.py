@@ -178,18 +178,25 @@ def summarize_changes(
 
 
 def describe_conflicts(conflicts: list[ModelChange]) -> str:
+    """Return one line listing each differing field's current and requested code."""
     parts = []
     for change in conflicts:
-        names = ", ".join(sorted({item["name"] for item in change.replaced}))
-        parts.append(
-            f"model {change.name}: fields {names} differ from their current code"
-        )
+        for item in change.replaced:
+            parts.append(
+                f"model {change.name}, field {item['name']}: the code is "
+                f"`{one_line(item['old'])}` but the spec gives `{one_line(item['new'])}`"
+            )
     return (
         "; ".join(parts)
-        + "; nothing was changed. Rewriting them can change or drop columns and lose"
-        ' data: pass --replace (replace="true" in an action tag) to rewrite them,'
-        " or send the fields exactly as they are"
+        + "; nothing was changed. To rewrite these fields pass --replace"
+        ' (replace="true" in an action tag) and send every field of the model,'
+        " because --replace also removes the fields the spec leaves out; or send"
+        " the fields as they are now"
     )
+
+
+def one_line(code: str) -> str:
+    return " ".join(code.split())
 
 
 def create_crud(backend_dir: Path, names: list[str] | None = None) -> ScaffoldResult:

@@ -34,7 +34,9 @@ def run_migrations(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        # Batch mode on every database, so a revision reads the same whichever
+        # tier generated it; on PostgreSQL the batch runs plain ALTER statements.
+        render_as_batch=True,
         compare_type=True,
         compare_server_default=True,
         render_item=render_item,

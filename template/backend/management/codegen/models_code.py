@@ -237,12 +237,15 @@ def default_arguments(field: FieldSpec) -> list[str]:
     value = field.default
     if value is None:
         return []
+    # Server defaults are SQL that SQLite and PostgreSQL both accept, so a
+    # migration renders the same text on every tier. Alembic would put
+    # parentheses around the expressions on SQLite only, so they are written here.
     if value == DEFAULT_NOW:
         if field.kind == "date":
-            return ["default=utc_today", "server_default=sa.func.current_date()"]
-        return ["default=utc_now", "server_default=sa.func.now()"]
+            return ["default=utc_today", 'server_default=sa.text("(CURRENT_DATE)")']
+        return ["default=utc_now", 'server_default=sa.text("(CURRENT_TIMESTAMP)")']
     if isinstance(value, bool):
-        return [f"default={value}", f"server_default=sa.{str(value).lower()}()"]
+        return [f"default={value}", f'server_default="{int(value)}"']
     if isinstance(value, Decimal):
         text = format(value, "f")
         return [
