@@ -136,7 +136,7 @@ def install_dependencies(backend_dir: Path) -> Path:
     python = venv_python(backend_dir)
     uv = shutil.which("uv")
     rerun = (
-        "To run this step again: cd backend && python -m venv .venv "
+        "To run this step again: cd backend && python3 -m venv .venv "
         "&& .venv/bin/pip install -r requirements-dev.txt"
     )
     if uv:
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.install:
             print(
                 "  Skipped installing dependencies and creating the database; run:\n"
-                "    cd backend && python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt\n"
+                "    cd backend && python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt\n"
                 + "".join(f"    {step}\n" for step in steps),
                 file=sys.stderr,
                 end="",

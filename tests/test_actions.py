@@ -389,3 +389,26 @@ def test_irregular_plurals_in_routes_and_keys(render, project_python, server):
         shelf = httpx.post(f"{base_url}/shelves", json={"box_ids": [box.json()["id"]]})
         assert shelf.status_code == 201, shelf.text
         assert shelf.json()["box_ids"] == [box.json()["id"]]
+
+
+def test_foreign_key_conflicts_name_the_field(library, project_python, server):
+    import httpx
+
+    with server(project_python, library / "backend") as base_url:
+        missing = httpx.post(
+            f"{base_url}/books", json={"title": "Orphan", "author_id": 999}
+        )
+        assert missing.status_code == 409
+        assert missing.json()["detail"] == (
+            "conflict: author_id 999 names no row of author; use the key of an existing row"
+        )
+        book = httpx.get(f"{base_url}/books", params={"limit": 1}).json()["items"][0]
+        referenced = httpx.delete(f"{base_url}/authors/{book['author_id']}")
+        assert referenced.status_code == 409
+        detail = referenced.json()["detail"]
+        assert detail.startswith(
+            f"conflict: Author with id={book['author_id']} is still referenced by "
+        )
+        assert detail.endswith(
+            " rows of book; delete those rows or point them elsewhere first"
+        )

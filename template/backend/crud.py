@@ -130,6 +130,7 @@ def create_row(db: Session, model: type[ModelT], values: Mapping[str, Any]) -> M
     """Insert a row and return it."""
     begin_write(db)
     columns, collections = split_related_keys(db, model, values)
+    check_references(db, model, columns)
     row = model(**columns)
     for name, related in collections.items():
         setattr(row, name, related)
@@ -155,6 +156,7 @@ def update_row(
     begin_write(db)
     row = locked_row(db, model, key, if_match)
     columns, collections = split_related_keys(db, model, values)
+    check_references(db, model, columns)
     for name, value in {**columns, **collections}.items():
         setattr(row, name, value)
     commit_or_conflict(db)
@@ -168,6 +170,7 @@ def delete_row(
     precheck_etag(db, model, key, if_match)
     begin_write(db)
     row = locked_row(db, model, key, if_match)
+    check_not_referenced(db, model, row, key)
     db.delete(row)
     commit_or_conflict(db)
 
@@ -202,6 +205,50 @@ def locked_row(
         db.rollback()
         raise StaleRowError(f"{describe_key(model, key)} changed since ETag {if_match}")
     return row
+
+
+def check_references(
+    db: Session, model: type[DeclarativeBase], values: Mapping[str, Any]
+) -> None:
+    """Raise RowConflictError naming the field when a foreign key points to no row."""
+    for column in model.__table__.columns:
+        value = values.get(column.key)
+        if value is None:
+            continue
+        for foreign_key in column.foreign_keys:
+            target = foreign_key.column
+            found = db.scalar(select(target).where(target == value).limit(1))
+            if found is None:
+                db.rollback()
+                raise RowConflictError(
+                    f"{column.key} {value!r} names no row of {target.table.name}; "
+                    "use the key of an existing row"
+                )
+
+
+def check_not_referenced(
+    db: Session, model: type[DeclarativeBase], row: DeclarativeBase, key: Sequence[Any]
+) -> None:
+    """Raise RowConflictError when other rows still point to ``row``.
+
+    Association tables of many-to-many fields delete their rows with it.
+    """
+    for table in model.metadata.tables.values():
+        for foreign_key in table.foreign_keys:
+            if foreign_key.column.table is not model.__table__ or foreign_key.ondelete:
+                continue
+            value = getattr(row, foreign_key.column.key)
+            count = db.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(foreign_key.parent == value)
+            )
+            if count:
+                db.rollback()
+                raise RowConflictError(
+                    f"{describe_key(model, key)} is still referenced by {count} rows of "
+                    f"{table.name}; delete those rows or point them elsewhere first"
+                )
 
 
 def split_related_keys(
