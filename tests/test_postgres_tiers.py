@@ -399,3 +399,40 @@ def test_same_code_and_tests_on_every_tier(
         )
         assert tests.returncode == 0, tier + tests.stdout[-3000:]
         assert " passed" in tests.stdout
+
+
+def test_existing_database_url_skips_provisioning(
+    make_project, template_source, project_python, tmp_path
+):
+    provider = make_project("url-source", "postgres_database", models=[], init=False)
+    url = project_url(provider)
+    destination = tmp_path / "url-user"
+    answers = {
+        "project_slug": "url-user",
+        "database_tier": "postgres_database",
+        "database_url": url,
+        "install_dependencies": False,
+        "models": [{"name": "Note", "fields": {"body": "text required"}}],
+    }
+    result = copier_copy(template_source, destination, answers)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert url not in result.stderr
+    assert "manage.py provision" not in result.stderr
+    link_venv(destination, project_python)
+    env_lines = (destination / "backend" / ".env").read_text().splitlines()
+    assert env_lines[1:] == [
+        f"DATABASE_URL={url}",
+        "DATABASE_TYPE=postgresql",
+        f"SQLALCHEMY_DATABASE_URL={url}",
+    ]
+    assert (
+        make_url(url).password not in (destination / ".copier-answers.yml").read_text()
+    )
+    initialized = manage(destination, "init", "--seed-sample")
+    assert initialized.returncode == 0, initialized.stderr
+    config = json.loads((destination / "db_config.json").read_text())
+    assert config["database_type"] == "postgresql"
+    assert config["database"] == "url_source"
+    assert "provisioning" not in config
+    with psycopg.connect(libpq_url(url), autocommit=True) as connection:
+        assert connection.execute("SELECT count(*) FROM note").fetchone() == (5,)
