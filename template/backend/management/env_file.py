@@ -20,12 +20,12 @@ def write_env_file(url: str, database_type: str, path: Path = ENV_FILE) -> None:
         "DATABASE_TYPE": database_type,
         "SQLALCHEMY_DATABASE_URL": url,
     }
-    kept = []
+    other_lines = []
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             key = line.split("=", 1)[0].strip()
             if key not in settings and line + "\n" != HEADER:
-                kept.append(line)
+                other_lines.append(line)
     lines = [
         HEADER.rstrip("\n"),
         *(f"{key}={value}" for key, value in settings.items()),

@@ -1,7 +1,7 @@
 """Provision and remove a project's PostgreSQL role, schema and database.
 
 Tier 2 gives each project a login role and a schema owned by it in one
-shared database; the role's ``search_path`` names that schema, so the models
+shared database. The role's ``search_path`` names that schema, so the models
 carry no schema. Tier 3 gives each project a database owned by its role,
 with the same schema inside. The administrator's connection comes from the
 ``ADMIN_DATABASE_URL`` environment variable and is never stored, logged or
@@ -179,8 +179,8 @@ def provision(tier: str, slug: str) -> Provisioned:
                 )
                 undo.append(lambda: drop_schema(database, name))
                 # In a new database, public belongs to the database owner, which
-                # in tier 3 is the project role; hand it to the administrator so
-                # the project keeps its objects in its own schema on every tier.
+                # in tier 3 is the project role. Handing it to the administrator
+                # keeps the project's objects in its own schema on every tier.
                 inside.execute("ALTER SCHEMA public OWNER TO CURRENT_USER")
                 inside.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
             admin.execute(
@@ -248,7 +248,7 @@ def create_role(
 
 
 def lock_down_database(admin, database: str, owner_role: str | None) -> None:
-    """Let only the owner and the given role connect, and nobody make temporary tables."""
+    """Revoke CONNECT and TEMPORARY from PUBLIC, then grant CONNECT to ``owner_role``."""
     from psycopg import sql
 
     admin.execute(

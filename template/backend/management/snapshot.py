@@ -11,7 +11,7 @@ from types import TracebackType
 
 logger = logging.getLogger(__name__)
 
-# What an action may change, relative to backend/. Folders are taken whole.
+# Files and folders an action may change, relative to backend/; folders are taken whole.
 WATCHED_FILES = ("models.py", "schemas.py", "../db_config.json")
 WATCHED_FOLDERS = ("routers", "tests", "migrations/versions", "seeds")
 
