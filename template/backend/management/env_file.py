@@ -29,7 +29,7 @@ def write_env_file(url: str, database_type: str, path: Path = ENV_FILE) -> None:
     lines = [
         HEADER.rstrip("\n"),
         *(f"{key}={value}" for key, value in settings.items()),
-        *kept,
+        *other_lines,
     ]
     temporary = path.with_name(f".{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
