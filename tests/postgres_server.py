@@ -87,11 +87,14 @@ class PostgresServer:
     is a SQLAlchemy URL for the ``postgres`` superuser over TCP. TCP connections
     must authenticate with a password (scram-sha-256). Unix socket connections are
     trusted, because only the server's OS user and root can enter the socket
-    folder (mode 0700).
+    folder (mode 0700). ``max_connections`` sets the server setting of that name.
     """
 
-    def __init__(self, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self, bin_dir: Path | None = None, *, max_connections: int = MAX_CONNECTIONS
+    ) -> None:
         self.bin_dir = bin_dir or find_bin_dir()
+        self.max_connections = max_connections
         self.host = HOST
         self.port: int | None = None
         self.password = secrets.token_urlsafe(24)
@@ -330,7 +333,7 @@ class PostgresServer:
             f"listen_addresses = '{HOST}'",
             f"unix_socket_directories = '{socket_dir}'",
             "unix_socket_permissions = 0700",
-            f"max_connections = {MAX_CONNECTIONS}",
+            f"max_connections = {self.max_connections}",
             # The data is thrown away after the tests, so crash safety buys nothing.
             "fsync = off",
             "synchronous_commit = off",
