@@ -93,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="confirm: every row of the project is deleted",
     )
 
+    upgrade = commands.add_parser(
+        "upgrade",
+        parents=[json_option],
+        help="move the project and its data from SQLite to a PostgreSQL tier",
+        description=(
+            "Provision the target with ADMIN_DATABASE_URL, copy every row, verify it, "
+            "then point backend/.env at it. Any failure leaves the project on SQLite."
+        ),
+    )
+    upgrade.add_argument(
+        "--to",
+        required=True,
+        choices=["postgres_schema", "postgres_database"],
+        help="the tier to move to",
+    )
+
     crud = commands.add_parser(
         "create-crud",
         parents=[json_option],
@@ -193,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "apply": run_apply,
         "provision": run_provision,
         "deprovision": run_deprovision,
+        "upgrade": run_upgrade,
     }
     try:
         if args.command in ACTION_COMMANDS:
@@ -401,6 +418,26 @@ def run_deprovision(args: argparse.Namespace) -> dict[str, Any]:
         {"provisioning": None, "deprovisioned_at": project_config.utc_timestamp()}
     )
     return {"status": "ok", "summary": steps}
+
+
+def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    from management.tier_move import move_to_postgres
+
+    result = move_to_postgres(args.to)
+    rows = sum(result.rows.values())
+    return {
+        "status": "ok",
+        "from": result.source_tier,
+        "to": result.target_tier,
+        "rows": result.rows,
+        "backup": result.backup,
+        "files_changed": ["backend/.env", "db_config.json"],
+        "summary": [
+            f"Moved {rows} rows in {len(result.rows)} tables from {result.source_tier} "
+            f"to {result.target_tier}; row counts and digests match",
+            f"The SQLite database is kept read-only in {result.backup}",
+        ],
+    }
 
 
 def run_apply(args: argparse.Namespace) -> dict[str, Any]:
