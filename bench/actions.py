@@ -68,8 +68,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     put_uv_on_path()
-    # Python caches bytecode unless told not to; some machines set this
-    # variable, which makes every run pay for compiling its imports again.
+    # Python caches bytecode unless this variable is set. Some machines set it,
+    # which makes every run compile its imports again.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     with tempfile.TemporaryDirectory(prefix="bench-actions-") as workdir:

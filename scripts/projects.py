@@ -181,3 +181,9 @@ def render_project(
             f"manage.py init failed:\n{result.stdout}\n{result.stderr[-3000:]}"
         )
     return destination
+
+
+def run_project_tests(python: Path | str, backend: Path, **env: str) -> CommandResult:
+    """Run a rendered project's own test suite with ``python``."""
+    command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    return run(command, cwd=backend, env=clean_env(**env), timeout=900)

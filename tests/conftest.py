@@ -2,7 +2,7 @@
 
 Rendering many projects is cheap; installing their dependencies is not. Most
 tests render with ``install_dependencies=false`` and set the database up with
-one shared virtual environment that holds exactly the generated project's
+one shared virtual environment that contains exactly the generated project's
 requirements. The tests of the post-generation hook itself install for real.
 """
 
@@ -87,7 +87,7 @@ def running_server(
         "--log-level",
         "warning",
     ]
-    # The log goes to a file: a pipe nobody reads fills up and blocks the server.
+    # The log goes to a file, because an unread pipe fills up and blocks the server.
     log = tempfile.NamedTemporaryFile(
         "w+", prefix="uvicorn-", suffix=".log", delete=False
     )

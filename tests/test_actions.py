@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.projects import clean_env, run
+from scripts.projects import clean_env, run, run_project_tests
 from tests.conftest import link_venv
 
 LIBRARY_MODELS = [
@@ -292,11 +292,7 @@ def test_create_crud_for_new_model(library, project_python, server):
         ).json()
     assert [item["label"] for item in found["items"]] == ["jazz fusion", "Jazz"]
     assert found["total"] == 2
-    tests = run(
-        [str(project_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=library / "backend",
-        env=clean_env(),
-    )
+    tests = run_project_tests(project_python, library / "backend")
     assert tests.returncode == 0, tests.stdout[-3000:]
 
 

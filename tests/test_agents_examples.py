@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from scripts.projects import clean_env
+from scripts.projects import clean_env, run_project_tests
 from tests.conftest import link_venv
 
 FENCE = re.compile(r"^```(sh|xml)\n(.*?)^```$", re.M | re.S)
@@ -55,12 +55,5 @@ def test_agents_examples_run(render, project_python):
         text=True,
     )
     assert check.returncode == 0, check.stderr
-    tests = subprocess.run(
-        [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=backend,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    tests = run_project_tests(".venv/bin/python", backend)
     assert tests.returncode == 0, tests.stdout[-3000:]

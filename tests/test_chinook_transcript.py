@@ -11,7 +11,7 @@ from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
-from scripts.projects import clean_env
+from scripts.projects import clean_env, run_project_tests
 from tests.conftest import link_venv
 from tests.test_chinook import (
     ROW_COUNTS,
@@ -113,12 +113,5 @@ def test_transcript_builds_chinook(render, project_python):
         text=True,
     )
     assert check.returncode == 0, check.stderr
-    tests = subprocess.run(
-        [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=backend,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    tests = run_project_tests(".venv/bin/python", backend)
     assert tests.returncode == 0, tests.stdout[-3000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.projects import clean_env, run
+from scripts.projects import clean_env, run, run_project_tests
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,11 +130,7 @@ def test_project_passes_ruff(combination, project_python):
 
 def test_project_tests_pass(combination, project_python):
     project, _ = combination
-    result = run(
-        [str(project_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project / "backend",
-        env=clean_env(),
-    )
+    result = run_project_tests(project_python, project / "backend")
     assert result.returncode == 0, result.stdout[-4000:]
     assert " passed" in result.stdout
 

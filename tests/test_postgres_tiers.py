@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from scripts.projects import clean_env, copier_copy
+from scripts.projects import clean_env, copier_copy, run_project_tests
 from tests.conftest import link_venv
 from tests.test_generation import EVERY_TYPE_MODELS
 
@@ -243,10 +243,10 @@ def test_failed_provisioning_removes_what_it_created(
 
 def test_deprovision_needs_yes_then_removes_all(make_project, postgres_server):
     project = make_project("gone", "postgres_database", models=[])
-    refused = manage(project, "deprovision", admin_url=postgres_server.admin_url)
-    assert refused.returncode == 2
+    rejected = manage(project, "deprovision", admin_url=postgres_server.admin_url)
+    assert rejected.returncode == 2
     assert (
-        refused.stderr.strip()
+        rejected.stderr.strip()
         == "error: deprovision deletes role gone and every row of the project in database gone; pass --yes to confirm"
     )
     with psycopg.connect(libpq_url(project_url(project)), autocommit=True) as session:
@@ -388,14 +388,10 @@ def test_same_code_and_tests_on_every_tier(
     # Each PostgreSQL project runs its own tests on a second, throwaway project of the same tier.
     for tier in ("postgres_schema", "postgres_database"):
         scratch = make_project(f"scratch-{tier.split('_')[1]}", tier, init=False)
-        env = {"TEST_DATABASE_URL": project_url(scratch)}
-        tests = subprocess.run(
-            [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-            cwd=projects[tier] / "backend",
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=600,
+        tests = run_project_tests(
+            ".venv/bin/python",
+            projects[tier] / "backend",
+            TEST_DATABASE_URL=project_url(scratch),
         )
         assert tests.returncode == 0, tier + tests.stdout[-3000:]
         assert " passed" in tests.stdout

@@ -144,7 +144,7 @@ def run_atomically(
     forget_application_modules()
     database = None
     if uses_database:
-        from management.migrations import sqlite_path
+        from management.sqlite_files import sqlite_path
 
         database = sqlite_path()
     with ProjectSnapshot(BACKEND_DIR, database):

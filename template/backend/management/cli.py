@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--count",
         type=int,
-        help="generate sample rows until each table (or --model's) holds this many",
+        help="generate sample rows until each table (or --model's) contains this many",
     )
 
     apply = commands.add_parser(
@@ -277,6 +277,7 @@ def run_create_crud(args: argparse.Namespace) -> dict[str, Any]:
 def run_init(args: argparse.Namespace) -> dict[str, Any]:
     from management import project_config
     from management.migrations import current_revision, head_revision, migrate
+    from management.sqlite_files import remove_sqlite_files, sqlite_path
 
     tier = args.tier or project_config.read_config().get("tier", "sqlite")
     if tier not in project_config.TIERS:
@@ -284,7 +285,7 @@ def run_init(args: argparse.Namespace) -> dict[str, Any]:
             f"tier {tier!r} is not one of {', '.join(project_config.TIERS)}; "
             "pass --tier with one of them"
         )
-    database_path = sqlite_database_path()
+    database_path = sqlite_path()
     created_file = database_path is not None and not database_path.exists()
     already_set_up = (
         not created_file
@@ -469,23 +470,6 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
         "status": "ok",
         "summary": ["Models and database match"],
     }
-
-
-def sqlite_database_path() -> Path | None:
-    from database import engine
-
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return Path(url.database)
-
-
-def remove_sqlite_files(path: Path) -> None:
-    from database import engine
-
-    engine.dispose()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def write_database_config(tier: str, revision: str | None) -> dict[str, Any]:

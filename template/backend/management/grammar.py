@@ -51,7 +51,7 @@ INT64_RANGE = (-(2**63), 2**63 - 1)
 
 # PostgreSQL's reserved key words plus the SQLite ones that cannot be used bare
 # as column names. Such a name works through SQLAlchemy, which quotes it, but
-# breaks every hand-written SQL statement that forgets the quotes.
+# breaks every hand-written SQL statement that leaves the quotes out.
 SQL_RESERVED_WORDS = frozenset(
     """
     all analyse analyze and any array as asc asymmetric authorization binary both

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from management.errors import ManagementError
+from management.sqlite_files import copy_sqlite, sqlite_path
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def data_losses(operation: ops.MigrateOperation) -> str | None:
 
 
 def narrows(old: sa.types.TypeEngine, new: sa.types.TypeEngine) -> bool:
-    """Whether values of type ``old`` may not fit type ``new``."""
+    """Return whether values of type ``old`` may not fit type ``new``."""
     old_python, new_python = python_type(old), python_type(new)
     if old_python is not new_python:
         return not (old_python is int and new_python in {float, object})
@@ -172,7 +172,7 @@ def check_rows_fit(connection: sa.Connection, operation: ops.MigrateOperation) -
     """Raise before migrating when a new NOT NULL column cannot be filled.
 
     Adding a required column without a server default, or making a column
-    required while it holds NULLs, fails halfway on a table with rows.
+    required while it contains NULLs, fails halfway on a table with rows.
     """
     if isinstance(operation, ops.AddColumnOp):
         column = operation.column
@@ -283,15 +283,6 @@ def check() -> list[str]:
     return [describe(operation) for operation in pending_operations()]
 
 
-def sqlite_path() -> Path | None:
-    from database import engine
-
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return Path(url.database)
-
-
 def backup_before_migrating() -> str | None:
     """Back the SQLite database up into backups/ and return the file, or None."""
     import datetime
@@ -302,24 +293,11 @@ def backup_before_migrating() -> str | None:
     BACKUP_DIR.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = BACKUP_DIR / f"{database.stem}-{stamp}-before-migrate.sqlite"
-    backup_sqlite(database, target)
+    copy_sqlite(database, target)
     old_backups = sorted(BACKUP_DIR.glob(f"{database.stem}-*-before-migrate.sqlite"))
     for old in old_backups[:-KEPT_MIGRATION_BACKUPS]:
         old.unlink()
     return str(target)
-
-
-def backup_sqlite(database_path: Path, target: Path) -> None:
-    """Copy a live SQLite database consistently with the backup API."""
-    source = sqlite3.connect(database_path)
-    try:
-        destination = sqlite3.connect(target)
-        try:
-            source.backup(destination)
-        finally:
-            destination.close()
-    finally:
-        source.close()
 
 
 def restore_sqlite(backup: Path) -> None:
@@ -328,4 +306,4 @@ def restore_sqlite(backup: Path) -> None:
 
     database = sqlite_path()
     engine.dispose()
-    backup_sqlite(backup, database)
+    copy_sqlite(backup, database)

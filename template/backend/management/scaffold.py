@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelChange:
-    """What one model's spec changed in the code."""
+    """Changes one model's spec made to the code."""
 
     name: str
     status: str  # created, updated or unchanged

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sqlite3
 import tempfile
 from pathlib import Path
 from types import TracebackType
+
+from management.sqlite_files import copy_sqlite
 
 logger = logging.getLogger(__name__)
 
@@ -88,16 +89,3 @@ def watched_files_in(folder: Path) -> list[Path]:
         for path in folder.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     ]
-
-
-def copy_sqlite(source_path: Path, target_path: Path) -> None:
-    """Copy one SQLite database over another with the backup API."""
-    source = sqlite3.connect(source_path)
-    try:
-        target = sqlite3.connect(target_path)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-    finally:
-        source.close()

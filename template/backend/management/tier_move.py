@@ -1,12 +1,12 @@
 """Move a project's data from SQLite to a PostgreSQL tier, all or nothing.
 
-The steps: check the source can move (at head, no orphaned foreign keys, no
-value PostgreSQL would reject), provision the target and let Alembic build
-its schema, copy the rows table by table in foreign key order inside one
-target transaction with COPY, set every sequence past the copied keys,
-compare row counts and digests, and only then point ``backend/.env`` at the
-target. Any failure drops what was provisioned and leaves the project on
-SQLite, untouched.
+First the source is checked: it must be at head, with no orphaned foreign key
+and no value PostgreSQL would reject. Then the target is provisioned and
+Alembic builds its schema. The rows are copied table by table, in foreign key
+order, inside one target transaction with COPY, and every sequence is set past
+the copied keys. Row counts and digests are compared, and only then does
+``backend/.env`` point at the target. Any failure drops what was provisioned
+and leaves the project on SQLite, untouched.
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ def preflight(source: sa.Engine, metadata: sa.MetaData) -> None:
         for table in metadata.sorted_tables:
             problems += value_problems(connection, table)
     if problems:
-        shown = "; ".join(problems[:MAX_REPORTED_PROBLEMS])
+        listed = "; ".join(problems[:MAX_REPORTED_PROBLEMS])
         more = len(problems) - MAX_REPORTED_PROBLEMS
         suffix = f"; and {more} more" if more > 0 else ""
         raise ManagementError(
-            f"the data cannot move to PostgreSQL: {shown}{suffix}; fix these rows and "
+            f"the data cannot move to PostgreSQL: {listed}{suffix}; fix these rows and "
             "run the upgrade again (nothing was created or changed)"
         )
 
@@ -229,8 +229,9 @@ def move_to_postgres(target_tier: str) -> MoveResult:
     from database import engine as source
     from management import project_config
     from management.env_file import write_env_file
-    from management.migrations import current_revision, head_revision, sqlite_path
+    from management.migrations import current_revision, head_revision
     from management.provisioning import deprovision, provision
+    from management.sqlite_files import sqlite_path
 
     config = project_config.read_config()
     if source.url.get_backend_name() != "sqlite":
@@ -312,15 +313,13 @@ def move_to_postgres(target_tier: str) -> MoveResult:
 
 def retire_sqlite(database: Path, target_tier: str) -> str:
     """Copy the old SQLite database into backups/ read-only and remove the live file."""
-    from database import engine
-    from management.migrations import BACKUP_DIR, backup_sqlite
+    from management.migrations import BACKUP_DIR
+    from management.sqlite_files import copy_sqlite, remove_sqlite_files
 
     BACKUP_DIR.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     backup = BACKUP_DIR / f"{database.stem}-{stamp}-before-{target_tier}.sqlite"
-    backup_sqlite(database, backup)
+    copy_sqlite(database, backup)
     backup.chmod(0o444)
-    engine.dispose()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    remove_sqlite_files(database)
     return backup.relative_to(BACKEND_DIR.parent).as_posix()

@@ -22,7 +22,7 @@ class Member:
 
 @dataclass
 class ClassChanges:
-    """How the attributes of one class compare with the generated ones."""
+    """Comparison of one class's attributes with the generated ones."""
 
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -76,7 +76,7 @@ def update_class(
     changes = ClassChanges()
     edits: list[tuple[int, int, list[str]]] = []  # (first line, last line, new lines)
     additions: list[str] = []
-    wanted = {member.name for member in members}
+    generated_names = {member.name for member in members}
 
     for member in members:
         if member.name not in spans:
@@ -99,7 +99,7 @@ def update_class(
             edits.append((first, last, member.lines))
 
     for name, (first, last) in spans.items():
-        if name in wanted or name in keep:
+        if name in generated_names or name in keep:
             continue
         old = "\n".join(lines[first - 1 : last])
         if replace:
