@@ -114,7 +114,88 @@ def test_chinook_moves_to_schema_tier(render, project_python, server, postgres_s
 
     check = manage(backend, "check")
     assert check.returncode == 0, check.stderr
+
+    # Tier 2 to tier 3: the same role moves into a database of its own.
+    with server(project_python, backend) as base_url:
+        before = snapshot(base_url)
+    moved = manage(
+        backend,
+        "--json",
+        "upgrade",
+        "--to",
+        "postgres_database",
+        admin_url=postgres_server.admin_url,
+    )
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    result = json.loads(moved.stdout)
+    assert result["source_tier"] == "postgres_schema"
+    assert result["warnings"] == []
+    assert sum(result["rows"].values()) == sum(ROW_COUNTS.values()) + 1
+    config = json.loads((project / "db_config.json").read_text())
+    assert config["tier"] == "postgres_database"
+    assert config["database"] == "chinook_move"
+    assert [(move["from"], move["to"]) for move in config["tier_history"]] == [
+        ("sqlite", "postgres_schema"),
+        ("postgres_schema", "postgres_database"),
+    ]
+    dump = project / config["tier_history"][-1]["backup"]
+    assert dump.name.startswith("chinook_move-")
+    assert dump.name.endswith("-before-postgres_database.sql")
+    assert dump.stat().st_mode & 0o777 == 0o444
+
+    with server(project_python, backend) as base_url:
+        after = snapshot(base_url)
+        created = httpx.post(
+            f"{base_url}/artists", json={"name": "In Its Own Database"}
+        )
+    for probe in PROBES:
+        assert after[probe] == before[probe], probe
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] == ROW_COUNTS["Artist"] + 2
+
+    admin_url = libpq(postgres_server.admin_url)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        assert admin.execute(
+            "SELECT has_database_privilege('chinook_move', 'aicoder_projects', 'CONNECT')"
+        ).fetchone() == (False,)
+        admin.execute("CREATE DATABASE restored_chinook")
+    with psycopg.connect(on_database(admin_url, "aicoder_projects")) as shared:
+        assert (
+            shared.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = 'chinook_move'"
+            ).fetchone()
+            is None
+        )
+    # The project README's restore command, on the dump of the tier 2 schema.
+    restored_url = on_database(admin_url, "restored_chinook")
+    restore = subprocess.run(
+        ["psql", "-d", restored_url, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(dump)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert restore.returncode == 0, restore.stderr
+    with psycopg.connect(restored_url) as restored:
+        assert restored.execute(
+            "SELECT count(*) FROM chinook_move.artist"
+        ).fetchone() == (ROW_COUNTS["Artist"] + 1,)
+        assert restored.execute(
+            "SELECT count(*) FROM chinook_move.track"
+        ).fetchone() == (ROW_COUNTS["Track"],)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE restored_chinook")
+
+    check = manage(backend, "check")
+    assert check.returncode == 0, check.stderr
     manage(backend, "deprovision", "--yes", admin_url=postgres_server.admin_url)
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def on_database(url: str, database: str) -> str:
+    return f"{url.rsplit('/', 1)[0]}/{database}"
 
 
 def test_preflight_stops_before_provisioning(render, project_python, postgres_server):
@@ -148,3 +229,110 @@ def test_preflight_stops_before_provisioning(render, project_python, postgres_se
             ).fetchone()
             is None
         )
+
+
+def test_blocked_schema_move_changes_nothing_then_succeeds(
+    render, project_python, postgres_server
+):
+    project = render({"project_slug": "held-lock"}, name="held-lock")
+    link_venv(project, project_python)
+    backend = project / "backend"
+    admin = postgres_server.admin_url
+    # The first move comes from an agent's action tag.
+    (backend / "move.txt").write_text(
+        '<action type="upgrade_database" tier="postgres_schema" />\n'
+    )
+    first = manage(backend, "--json", "apply", "move.txt", admin_url=admin)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (action,) = json.loads(first.stdout)["actions"]
+    assert action["type"] == "upgrade_database"
+    assert action["source_tier"] == "sqlite"
+    assert action["target_tier"] == "postgres_schema"
+    rows = action["rows"]
+    assert set(rows) == {"author", "book"}
+    env_before = (backend / ".env").read_bytes()
+    config_before = (project / "db_config.json").read_bytes()
+    project_url = libpq((backend / ".env").read_text().splitlines()[1].split("=", 1)[1])
+
+    # 16 of the role's 20 connections in use: status advises tier 3.
+    crowd = [psycopg.connect(project_url) for _ in range(16)]
+    try:
+        crowded = manage(backend, "--json", "status", "--sample", "0")
+    finally:
+        for connection in crowd:
+            connection.close()
+    assert crowded.returncode == 0, crowded.stderr
+    report = json.loads(crowded.stdout)
+    assert report["tier"] == "postgres_schema"
+    assert report["rows"] == rows
+    assert report["at_head"] is True
+    assert report["measurements"]["connection_limit"] == 20
+    busiest = report["measurements"]["busiest_connections"]
+    assert 17 <= busiest <= 20
+    assert report["recommendation"] == {
+        "tier": "postgres_database",
+        "reasons": [
+            f"the role had {busiest} of its 20 connections open; "
+            "a database of its own can have more"
+        ],
+        "command": "python manage.py upgrade --to postgres_database",
+    }
+
+    # An open write transaction holds a row lock, so the move cannot block
+    # writes and gives up after the role's lock_timeout.
+    with psycopg.connect(project_url) as writer:
+        writer.execute("UPDATE author SET name = 'Held' WHERE id = 1")
+        blocked = manage(
+            backend, "upgrade", "--to", "postgres_database", admin_url=admin
+        )
+    assert blocked.returncode == 1
+    assert blocked.stderr.strip() == (
+        "error: another transaction kept writing to the project's tables for longer "
+        "than the role's lock_timeout, so the copy could not start; nothing was "
+        "changed. Run the upgrade again when it has ended, or stop the app first"
+    )
+    assert (backend / ".env").read_bytes() == env_before
+    assert (project / "db_config.json").read_bytes() == config_before
+    assert list((backend / "backups").glob("*.sql")) == []
+    with psycopg.connect(libpq(admin), autocommit=True) as connection:
+        assert (
+            connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = 'held_lock'"
+            ).fetchone()
+            is None
+        )
+    with psycopg.connect(project_url) as reader:
+        assert reader.execute("SELECT count(*) FROM author").fetchone() == (
+            rows["author"],
+        )
+        # The writer committed once the move had given up.
+        assert reader.execute("SELECT name FROM author WHERE id = 1").fetchone() == (
+            "Held",
+        )
+
+    moved = manage(
+        backend, "--json", "upgrade", "--to", "postgres_database", admin_url=admin
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["rows"] == rows
+    settled = manage(backend, "--json", "status", "--sample", "0")
+    assert settled.returncode == 0, settled.stderr
+    report = json.loads(settled.stdout)
+    assert report["tier"] == "postgres_database"
+    assert report["rows"] == rows
+    assert report["size_bytes"] > 0
+    assert report["recommendation"] is None
+
+    again = manage(backend, "upgrade", "--to", "postgres_database", admin_url=admin)
+    assert again.returncode == 2
+    assert again.stderr.strip() == (
+        "error: the project is already on postgres_database; nothing to move"
+    )
+    down = manage(backend, "upgrade", "--to", "postgres_schema", admin_url=admin)
+    assert down.returncode == 2
+    assert down.stderr.strip() == (
+        "error: the project is on postgres_database and cannot move down to "
+        "postgres_schema; a project only moves up: sqlite, postgres_schema, "
+        "postgres_database"
+    )
+    manage(backend, "deprovision", "--yes", admin_url=admin)

@@ -12,10 +12,13 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from management.errors import ManagementError, database_errors, describe_database_error
 from management.tags import ActionTag, parse_actions
+
+if TYPE_CHECKING:
+    from management.tier_move import RowProgress
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +134,35 @@ def seed_database(
     return seeding.seed_database(model=model, count=count, file=file, body=body)
 
 
+def upgrade_database(tier: str, progress: RowProgress | None = None) -> dict[str, Any]:
+    """Move the project and its data up to ``tier``; see ``tier_move``."""
+    from management.tier_move import move_up
+
+    result = move_up(tier, progress)
+    rows = sum(result.rows.values())
+    kept = (
+        "The SQLite database is kept read-only in"
+        if result.source_tier == "sqlite"
+        else "The old schema is kept as a read-only SQL dump in"
+    )
+    return action_result(
+        "upgrade_database",
+        files_changed=["backend/.env", "db_config.json"],
+        source_tier=result.source_tier,
+        target_tier=result.target_tier,
+        rows=result.rows,
+        backup=result.backup,
+        warnings=result.warnings,
+        summary=[
+            f"Moved {rows} rows in {len(result.rows)} tables from {result.source_tier} "
+            f"to {result.target_tier}; row counts and digests match",
+            f"{kept} {result.backup}",
+            *(f"warning: {warning}" for warning in result.warnings),
+            "Restart the app so that it connects to the new database",
+        ],
+    )
+
+
 def run_atomically(
     action: Callable[[], dict[str, Any]], *, uses_database: bool
 ) -> dict[str, Any]:
@@ -163,7 +195,9 @@ def forget_application_modules() -> None:
             del sys.modules[name]
 
 
-CODE_ONLY_ACTIONS = {"create_database_model", "create_crud_operations"}
+# Actions whose database is copied first and put back if they fail. The
+# create_* actions write code only, and upgrade_database guards its own data.
+DATABASE_SNAPSHOT_ACTIONS = {"migrate_database", "seed_database"}
 
 
 def run_tag(tag: ActionTag) -> dict[str, Any]:
@@ -195,18 +229,9 @@ def run_tag(tag: ActionTag) -> dict[str, Any]:
             file=attributes.get("file"),
             body=tag.body or None,
         )
-    raise ManagementError(
-        f"action {tag.type} is not available in this project yet; "
-        f"use one of {', '.join(AVAILABLE_ACTIONS)}"
-    )
-
-
-AVAILABLE_ACTIONS = (
-    "create_database_model",
-    "create_crud_operations",
-    "migrate_database",
-    "seed_database",
-)
+    if tag.type == "upgrade_database":
+        return upgrade_database(attributes["tier"])
+    raise ManagementError(f"action {tag.type} has no handler in this project")
 
 
 def apply_text(text: str) -> dict[str, Any]:
@@ -225,7 +250,7 @@ def apply_text(text: str) -> dict[str, Any]:
         try:
             result = run_atomically(
                 lambda tag=tag: run_tag(tag),
-                uses_database=tag.type not in CODE_ONLY_ACTIONS,
+                uses_database=tag.type in DATABASE_SNAPSHOT_ACTIONS,
             )
         except (ManagementError, *database_errors()) as error:
             message = (

@@ -96,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = commands.add_parser(
         "upgrade",
         parents=[json_option],
-        help="move the project and its data from SQLite to a PostgreSQL tier",
+        help="move the project and its data up a tier",
         description=(
-            "Provision the target with ADMIN_DATABASE_URL, copy every row, verify it, "
-            "then point backend/.env at it. Any failure leaves the project on SQLite."
+            "Move from SQLite to PostgreSQL, or from a schema on the shared server "
+            "to a database of its own. Provision the target with ADMIN_DATABASE_URL, "
+            "copy every row while writes wait, verify it, then point backend/.env at "
+            "it. Any failure leaves the project on its old tier."
         ),
     )
     upgrade.add_argument(
@@ -107,6 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         choices=["postgres_schema", "postgres_database"],
         help="the tier to move to",
+    )
+
+    status = commands.add_parser(
+        "status",
+        parents=[json_option],
+        help="show the tier, size, row counts and revision, and whether to move up",
+        description=(
+            "Describe the database, then watch its load for a moment (commits and "
+            "write-lock waits on SQLite, connections on PostgreSQL) and recommend "
+            "the next tier when the project has outgrown its own."
+        ),
+    )
+    status.add_argument(
+        "--sample",
+        type=sample_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long to watch the load, 0 to 60 seconds (default: 1)",
     )
 
     crud = commands.add_parser(
@@ -210,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "provision": run_provision,
         "deprovision": run_deprovision,
         "upgrade": run_upgrade,
+        "status": run_status,
     }
     try:
         if args.command in ACTION_COMMANDS:
@@ -422,23 +443,30 @@ def run_deprovision(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
-    from management.tier_move import move_to_postgres
+    from management.actions import upgrade_database
+    from management.progress import RowProgressBar
 
-    result = move_to_postgres(args.to)
-    rows = sum(result.rows.values())
-    return {
-        "status": "ok",
-        "from": result.source_tier,
-        "to": result.target_tier,
-        "rows": result.rows,
-        "backup": result.backup,
-        "files_changed": ["backend/.env", "db_config.json"],
-        "summary": [
-            f"Moved {rows} rows in {len(result.rows)} tables from {result.source_tier} "
-            f"to {result.target_tier}; row counts and digests match",
-            f"The SQLite database is kept read-only in {result.backup}",
-        ],
-    }
+    with RowProgressBar(f"Copying to {args.to}") as progress:
+        return upgrade_database(args.to, progress)
+
+
+def sample_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of seconds from 0 to 60, for example 2"
+        )
+    return seconds
+
+
+def run_status(args: argparse.Namespace) -> dict[str, Any]:
+    from management.status import database_status, summary_lines
+
+    status = database_status(args.sample)
+    return {"status": "ok", **status.as_dict(), "summary": summary_lines(status)}
 
 
 def run_apply(args: argparse.Namespace) -> dict[str, Any]:

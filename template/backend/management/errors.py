@@ -47,12 +47,15 @@ def database_errors() -> tuple[type[Exception], ...]:
 
     SQLAlchemy and Alembic may be missing when only code generation runs.
     """
+    import sqlite3
+
     try:
         from alembic.util import CommandError
+        from psycopg import Error as PsycopgError
         from sqlalchemy.exc import SQLAlchemyError
     except ImportError:
-        return (OSError,)
-    return (OSError, SQLAlchemyError, CommandError)
+        return (OSError, sqlite3.Error)
+    return (OSError, sqlite3.Error, SQLAlchemyError, CommandError, PsycopgError)
 
 
 def describe_database_error(error: Exception) -> str:

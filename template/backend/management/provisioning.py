@@ -48,6 +48,7 @@ class Provisioned:
     host: str | None
     port: int | None
     url: str = field(repr=False)
+    role_created: bool = True
 
     def public_details(self) -> dict[str, object]:
         """Return the details db_config.json records: no password, no URL."""
@@ -133,12 +134,13 @@ def exists(connection, query: str, *params: object) -> bool:
     return connection.execute(query, params).fetchone() is not None
 
 
-def provision(tier: str, slug: str) -> Provisioned:
+def provision(tier: str, slug: str, *, password: str | None = None) -> Provisioned:
     """Create the project's role, and its schema (tier 2) or database (tier 3).
 
     Either everything is created or, when any step fails, what was created is
     dropped again. A name already taken on the server is an error before
-    anything changes.
+    anything changes. A tier move passes the project's ``password``: its role
+    is then kept if it exists, and created with that password if it does not.
     """
     from psycopg import sql
 
@@ -147,15 +149,20 @@ def provision(tier: str, slug: str) -> Provisioned:
             f"tier {tier!r} has nothing to provision; use one of {', '.join(POSTGRES_TIERS)}"
         )
     name = identifier(slug)
-    password = secrets.token_urlsafe(32)
+    keep_role = password is not None
+    password = password or secrets.token_urlsafe(32)
     undo: list[Callable[[], None]] = []
     info = admin_connection_info()
     with admin_connection() as admin:
         shared = os.environ.get(SHARED_DATABASE_VARIABLE, DEFAULT_SHARED_DATABASE)
         database = name if tier == "postgres_database" else shared
-        check_names_free(admin, tier, name, database)
+        role_exists = exists(admin, "SELECT 1 FROM pg_roles WHERE rolname = %s", name)
+        check_names_free(
+            admin, tier, name, database, role_taken=role_exists and not keep_role
+        )
         try:
-            create_role(admin, name, password, undo)
+            if not (keep_role and role_exists):
+                create_role(admin, name, password, undo)
             if tier == "postgres_database":
                 admin.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
@@ -197,12 +204,21 @@ def provision(tier: str, slug: str) -> Provisioned:
             raise
     url = project_url(name, password, info, database)
     return Provisioned(
-        tier, name, name, database, info.get("host"), info.get("port"), url
+        tier,
+        name,
+        name,
+        database,
+        info.get("host"),
+        info.get("port"),
+        url,
+        role_created=not (keep_role and role_exists),
     )
 
 
-def check_names_free(admin, tier: str, name: str, database: str) -> None:
-    if exists(admin, "SELECT 1 FROM pg_roles WHERE rolname = %s", name):
+def check_names_free(
+    admin, tier: str, name: str, database: str, *, role_taken: bool
+) -> None:
+    if role_taken:
         raise ManagementError(
             f"a PostgreSQL role named {name!r} already exists; nothing was changed. "
             "Choose another project slug, or remove the old project with manage.py deprovision"
@@ -303,6 +319,28 @@ def drop_database(database: str) -> None:
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(database)
+            )
+        )
+
+
+def leave_shared_database(role: str, database: str, schema: str) -> None:
+    """Drop a project's schema from the shared database, and the role's way in.
+
+    A project that moved from tier 2 to tier 3 calls this once its data is safe
+    in its own database.
+    """
+    from psycopg import sql
+
+    drop_schema(database, schema)
+    with admin_connection() as admin:
+        admin.execute(
+            sql.SQL("ALTER ROLE {} IN DATABASE {} RESET search_path").format(
+                sql.Identifier(role), sql.Identifier(database)
+            )
+        )
+        admin.execute(
+            sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+                sql.Identifier(database), sql.Identifier(role)
             )
         )
 

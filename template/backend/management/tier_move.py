@@ -1,12 +1,15 @@
-"""Move a project's data from SQLite to a PostgreSQL tier, all or nothing.
+"""Move a project and its data up a tier, all or nothing.
 
-First the source is checked: it must be at head, with no orphaned foreign key
-and no value PostgreSQL would reject. Then the target is provisioned and
-Alembic builds its schema. The rows are copied table by table, in foreign key
-order, inside one target transaction with COPY, and every sequence is set past
-the copied keys. Row counts and digests are compared, and only then does
-``backend/.env`` point at the target. Any failure drops what was provisioned
-and leaves the project on SQLite, untouched.
+A project moves from SQLite to either PostgreSQL tier, or from a schema on the
+shared server (tier 2) to a database of its own (tier 3). First the source is
+checked: it must be at head, with no orphaned foreign key and no value
+PostgreSQL would reject. Then the target is provisioned and Alembic builds its
+schema. Writes to the source are blocked while the rows are copied table by
+table, in foreign key order, inside one target transaction with COPY, and
+every sequence is set past the copied keys. Row counts and digests are
+compared, the old data is kept as a read-only file in ``backend/backups/``,
+and only then does ``backend/.env`` point at the target. Any failure drops
+what was provisioned and leaves the project on its old tier, untouched.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from management.errors import ManagementError, UsageError
 logger = logging.getLogger(__name__)
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
+TIER_ORDER = ("sqlite", "postgres_schema", "postgres_database")
+LOCK_NOT_AVAILABLE = "55P03"
+# Debian keeps PostgreSQL's client programs here when they are not on PATH.
+POSTGRES_LIB_DIR = Path("/usr/lib/postgresql")
 
 
 @dataclass
@@ -37,6 +44,20 @@ class MoveResult:
     target_tier: str
     rows: dict[str, int] = field(default_factory=dict)
     backup: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class RowProgress:
+    """Receives the number of rows to copy, then each batch copied; shows nothing.
+
+    The command line passes a subclass that draws a progress bar.
+    """
+
+    def start(self, total: int) -> None:
+        """Called once, before the first row, with the number of rows to copy."""
+
+    def advance(self, rows: int) -> None:
+        """Called after each batch of ``rows`` rows is written to the target."""
 
 
 def migrate_target(url: str) -> None:
@@ -65,75 +86,268 @@ def migrate_target(url: str) -> None:
         )
 
 
-def move_to_postgres(target_tier: str) -> MoveResult:
-    """Move the SQLite project to ``target_tier``; see the module docstring for the steps."""
-    import psycopg
-
+def move_up(target_tier: str, progress: RowProgress | None = None) -> MoveResult:
+    """Move the project to ``target_tier``; see the module docstring for the steps."""
     import models
-    from database import engine as source
+    from database import engine
     from management import project_config
-    from management.env_file import write_env_file
     from management.migrations import current_revision, head_revision
-    from management.provisioning import deprovision, provision
-    from management.sqlite_files import sqlite_path
 
     config = project_config.read_config()
-    if source.url.get_backend_name() != "sqlite":
-        raise UsageError(
-            "only a SQLite project can move up for now; this project is on "
-            f"{config.get('tier', 'postgresql')}"
-        )
+    source_tier = current_tier(engine.url, config)
+    check_direction(source_tier, target_tier)
     if current_revision() != head_revision():
         raise ManagementError(
             f"the database is at revision {current_revision()}, not at head "
             f"{head_revision()}; run python manage.py migrate first"
         )
-    metadata = models.Base.metadata
-    preflight(source, metadata)
+    result = MoveResult(source_tier=source_tier, target_tier=target_tier)
+    progress = progress or RowProgress()
+    if source_tier == "sqlite":
+        move_from_sqlite(engine, models.Base.metadata, config, result, progress)
+    else:
+        move_from_schema(engine, models.Base.metadata, config, result, progress)
+    return result
 
-    slug = config.get("project") or BACKEND_DIR.parent.name
-    target = provision(target_tier, slug)
-    result = MoveResult(
-        source_tier=config.get("tier", "sqlite"), target_tier=target_tier
-    )
+
+def current_tier(url: sa.URL, config: dict[str, object]) -> str:
+    if url.get_backend_name() == "sqlite":
+        return "sqlite"
+    tier = config.get("tier")
+    if tier not in TIER_ORDER[1:]:
+        raise ManagementError(
+            f"db_config.json gives tier {tier!r} for a PostgreSQL database; set "
+            '"tier" to postgres_schema or postgres_database in db_config.json'
+        )
+    return str(tier)
+
+
+def check_direction(source_tier: str, target_tier: str) -> None:
+    if target_tier not in TIER_ORDER[1:]:
+        raise UsageError(
+            f"cannot move to tier {target_tier!r}; use postgres_schema or postgres_database"
+        )
+    if source_tier == target_tier:
+        raise UsageError(f"the project is already on {target_tier}; nothing to move")
+    if TIER_ORDER.index(target_tier) < TIER_ORDER.index(source_tier):
+        raise UsageError(
+            f"the project is on {source_tier} and cannot move down to {target_tier}; "
+            "a project only moves up: sqlite, postgres_schema, postgres_database"
+        )
+
+
+def move_from_sqlite(
+    source: sa.Engine,
+    metadata: sa.MetaData,
+    config: dict[str, object],
+    result: MoveResult,
+    progress: RowProgress,
+) -> None:
+    from management.provisioning import deprovision, provision
+    from management.sqlite_files import sqlite_path
+
+    preflight(source, metadata)
+    target = provision(result.target_tier, project_slug(config))
     try:
         migrate_target(target.url)
-        target_url = target.url.replace("postgresql+psycopg://", "postgresql://", 1)
-        target_engine = sa.create_engine(target.url, poolclass=sa.pool.NullPool)
         # BEGIN IMMEDIATE holds SQLite's write lock for the whole copy, so no
         # request can write a row that the copy would miss.
         with (
             source.connect().execution_options(sqlite_write=True) as reader,
             reader.begin(),
         ):
-            with psycopg.connect(target_url) as writer, writer.cursor() as cursor:
+            progress.start(count_rows(reader, metadata))
+            with open_target(target.url) as writer, writer.cursor() as cursor:
                 for table in metadata.sorted_tables:
-                    result.rows[table.name] = copy_table(reader, cursor, table)
-                reset_sequences(cursor, metadata)
-                writer.commit()
-                writer.autocommit = True
-                writer.execute("ANALYZE")
-            with target_engine.connect() as checker:
-                for table in metadata.sorted_tables:
-                    before = table_digest(reader, table)
-                    after = table_digest(checker, table)
-                    if before != after:
-                        raise ManagementError(
-                            f"table {table.name} differs after the copy ({before[0]} rows "
-                            f"before, {after[0]} after); the project stays on SQLite"
-                        )
-        target_engine.dispose()
+                    copied = copy_table(reader, cursor, table)
+                    result.rows[table.name] = copied
+                    progress.advance(copied)
+                finish_target(writer, cursor, metadata)
+            verify_copy(reader, target.url, metadata, result.source_tier)
     except BaseException:
         deprovision(target.public_details())
         raise
+    result.backup = retire_sqlite(sqlite_path(), result.target_tier)
+    switch_to(target, config, result)
 
-    result.backup = retire_sqlite(sqlite_path(), target_tier)
+
+def move_from_schema(
+    source: sa.Engine,
+    metadata: sa.MetaData,
+    config: dict[str, object],
+    result: MoveResult,
+    progress: RowProgress,
+) -> None:
+    """Move a tier 2 project into a database of its own, keeping its role."""
+    from management.provisioning import (
+        deprovision,
+        drop_database,
+        leave_shared_database,
+        provision,
+    )
+
+    pg_dump = client_program("pg_dump")
+    details = dict(config.get("provisioning") or {})
+    old_database = source.url.database
+    schema = str(details.get("schema") or source.url.username)
+    target = provision(
+        result.target_tier, project_slug(config), password=source.url.password
+    )
+    backup: Path | None = None
+    try:
+        migrate_target(target.url)
+        with source.connect() as reader, reader.begin():
+            lock_for_copy(reader, metadata)
+            progress.start(count_rows(reader, metadata))
+            raw = reader.connection.driver_connection
+            with (
+                open_target(target.url) as writer,
+                writer.cursor() as cursor,
+                raw.cursor() as source_cursor,
+            ):
+                for table in metadata.sorted_tables:
+                    result.rows[table.name] = copy_postgres_table(
+                        source_cursor, cursor, table, progress
+                    )
+                finish_target(writer, cursor, metadata)
+            verify_copy(reader, target.url, metadata, result.source_tier)
+            # The dump runs while the copy's locks still block writes, so it
+            # holds exactly the rows that were copied.
+            backup = backup_path(schema, result.target_tier, ".sql")
+            dump_schema(pg_dump, source.url, schema, backup)
+    except BaseException:
+        if target.role_created:
+            deprovision(target.public_details())
+        else:
+            drop_database(target.database)
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+        raise
+    backup.chmod(0o444)
+    result.backup = backup.relative_to(BACKEND_DIR.parent).as_posix()
+    source.dispose()
+    switch_to(target, config, result)
+    try:
+        leave_shared_database(target.role, old_database, schema)
+    except Exception as error:  # noqa: BLE001 - the move itself is done
+        logger.warning("Could not remove the old schema: %s", error)
+        result.warnings.append(
+            f"the old schema {schema} is still in database {old_database}: {error}; "
+            "drop it by hand once you no longer need it"
+        )
+
+
+def project_slug(config: dict[str, object]) -> str:
+    return str(config.get("project") or BACKEND_DIR.parent.name)
+
+
+def count_rows(connection: sa.Connection, metadata: sa.MetaData) -> int:
+    return sum(
+        connection.scalar(sa.select(sa.func.count()).select_from(table))
+        for table in metadata.sorted_tables
+    )
+
+
+def lock_for_copy(reader: sa.Connection, metadata: sa.MetaData) -> None:
+    """Block writes to every table until the reader's transaction ends.
+
+    SHARE mode lets requests go on reading while any write waits, and fails
+    after the role's lock_timeout. The copy may take longer than the role's
+    statement timeout, so the transaction lifts it.
+    """
+    reader.exec_driver_sql("SET LOCAL statement_timeout = 0")
+    reader.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+    preparer = reader.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(table.name) for table in metadata.sorted_tables)
+    if not names:
+        return
+    try:
+        reader.exec_driver_sql(f"LOCK TABLE {names} IN SHARE MODE")
+    except sa.exc.OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise ManagementError(
+            "another transaction kept writing to the project's tables for longer "
+            "than the role's lock_timeout, so the copy could not start; nothing was "
+            "changed. Run the upgrade again when it has ended, or stop the app first"
+        ) from None
+
+
+def open_target(url: str):
+    """Connect to the target as the project's role, with no statement timeout."""
+    import psycopg
+
+    connection = psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://", 1)
+    )
+    connection.execute("SET statement_timeout = 0")
+    connection.execute("SET idle_in_transaction_session_timeout = 0")
+    return connection
+
+
+def copy_postgres_table(
+    source_cursor, target_cursor, table: sa.Table, progress: RowProgress
+) -> int:
+    """Stream one table from PostgreSQL to PostgreSQL in COPY's text format."""
+    from psycopg import sql
+
+    columns = sql.SQL(", ").join(
+        sql.Identifier(column.name) for column in table.columns
+    )
+    name = sql.Identifier(table.name)
+    read = sql.SQL("COPY {} ({}) TO STDOUT").format(name, columns)
+    write = sql.SQL("COPY {} ({}) FROM STDIN").format(name, columns)
+    copied = 0
+    with source_cursor.copy(read) as rows_out, target_cursor.copy(write) as rows_in:
+        for block in rows_out:
+            rows_in.write(block)
+            # The text format ends every row with a newline and escapes any
+            # newline inside a value.
+            rows = bytes(block).count(b"\n")
+            copied += rows
+            progress.advance(rows)
+    return copied
+
+
+def finish_target(writer, cursor, metadata: sa.MetaData) -> None:
+    """Set the sequences, commit the copy and refresh the planner's statistics."""
+    reset_sequences(cursor, metadata)
+    writer.commit()
+    writer.autocommit = True
+    writer.execute("ANALYZE")
+
+
+def verify_copy(
+    reader: sa.Connection, target_url: str, metadata: sa.MetaData, source_tier: str
+) -> None:
+    """Raise ManagementError unless every table has equal counts and digests."""
+    target_engine = sa.create_engine(target_url, poolclass=sa.pool.NullPool)
+    try:
+        with target_engine.connect() as checker:
+            checker.exec_driver_sql("SET statement_timeout = 0")
+            for table in metadata.sorted_tables:
+                before = table_digest(reader, table)
+                after = table_digest(checker, table)
+                if before != after:
+                    raise ManagementError(
+                        f"table {table.name} differs after the copy ({before[0]} rows "
+                        f"before, {after[0]} after); the project stays on {source_tier}"
+                    )
+    finally:
+        target_engine.dispose()
+
+
+def switch_to(target, config: dict[str, object], result: MoveResult) -> None:
+    """Point backend/.env at the target and record the move in db_config.json."""
+    from management import project_config
+    from management.env_file import write_env_file
+
     write_env_file(target.url, "postgresql")
     history = list(config.get("tier_history", []))
     history.append(
         {
             "from": result.source_tier,
-            "to": target_tier,
+            "to": result.target_tier,
             "at": project_config.utc_timestamp(),
             "rows": sum(result.rows.values()),
             "backup": result.backup,
@@ -141,7 +355,7 @@ def move_to_postgres(target_tier: str) -> MoveResult:
     )
     project_config.write_config(
         {
-            "tier": target_tier,
+            "tier": result.target_tier,
             "database_type": "postgresql",
             "database": target.database,
             "schema": target.schema,
@@ -152,17 +366,66 @@ def move_to_postgres(target_tier: str) -> MoveResult:
             "tier_history": history,
         }
     )
-    return result
+
+
+def client_program(name: str) -> str:
+    """Return the path of a PostgreSQL client program such as pg_dump."""
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        POSTGRES_LIB_DIR.glob(f"*/bin/{name}"),
+        key=lambda path: (
+            int(path.parent.parent.name.split(".")[0])
+            if path.parent.parent.name.split(".")[0].isdigit()
+            else 0
+        ),
+    )
+    if candidates:
+        return str(candidates[-1])
+    raise ManagementError(
+        f"{name} is not installed, and the move keeps the old data with it; install "
+        "PostgreSQL's client programs (on Debian: apt-get install postgresql-client) "
+        "and run the upgrade again (nothing was created or changed)"
+    )
+
+
+def dump_schema(pg_dump: str, url: sa.URL, schema: str, destination: Path) -> None:
+    """Write a plain SQL dump of ``schema`` (tables and rows) to ``destination``."""
+    arguments = [pg_dump, "--schema", schema, "--no-owner", "--no-privileges"]
+    for option, value in (
+        ("--host", url.host),
+        ("--port", url.port),
+        ("--username", url.username),
+        ("--dbname", url.database),
+    ):
+        if value is not None:
+            arguments += [option, str(value)]
+    arguments += ["--file", str(destination)]
+    environment = {**os.environ, "PGPASSWORD": url.password or ""}
+    completed = subprocess.run(
+        arguments, env=environment, capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ManagementError(f"pg_dump of schema {schema} failed: {detail}")
+
+
+def backup_path(stem: str, target_tier: str, suffix: str) -> Path:
+    from management.migrations import BACKUP_DIR
+
+    BACKUP_DIR.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return BACKUP_DIR / f"{stem}-{stamp}-before-{target_tier}{suffix}"
 
 
 def retire_sqlite(database: Path, target_tier: str) -> str:
     """Copy the old SQLite database into backups/ read-only and remove the live file."""
-    from management.migrations import BACKUP_DIR
     from management.sqlite_files import copy_sqlite, remove_sqlite_files
 
-    BACKUP_DIR.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    backup = BACKUP_DIR / f"{database.stem}-{stamp}-before-{target_tier}.sqlite"
+    backup = backup_path(database.stem, target_tier, ".sqlite")
     copy_sqlite(database, backup)
     backup.chmod(0o444)
     remove_sqlite_files(database)
