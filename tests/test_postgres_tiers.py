@@ -115,6 +115,7 @@ def test_schema_tier_provisions_role_and_schema(make_project, postgres_server):
         ).fetchone()
     assert role[:4] == (False, False, False, 20)
     assert sorted(role[4]) == [
+        "TimeZone=UTC",
         "idle_in_transaction_session_timeout=60s",
         "lock_timeout=10s",
         "statement_timeout=30s",

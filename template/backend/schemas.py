@@ -6,6 +6,8 @@ digits, enum values), so SQLite rejects what PostgreSQL would reject.
 
 import base64
 import datetime
+import json
+from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
@@ -29,6 +31,30 @@ def as_utc(value: datetime.datetime) -> datetime.datetime:
     return value.astimezone(datetime.timezone.utc)
 
 
+def storable_text(value: str) -> str:
+    """Reject the NUL character, which PostgreSQL text cannot hold.
+
+    Pydantic already refuses lone surrogates in a string.
+    """
+    if "\x00" in value:
+        raise ValueError(
+            "must not contain the NUL character (U+0000), which PostgreSQL cannot store"
+        )
+    return value
+
+
+def storable_json(value: Any) -> Any:
+    """Reject JSON that PostgreSQL cannot store: NaN, infinities, lone surrogates."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+    except ValueError:
+        raise ValueError(
+            "must be finite JSON numbers and valid Unicode text: no NaN, "
+            "Infinity or lone surrogate escapes"
+        ) from None
+    return value
+
+
 def decode_base64(value: object) -> object:
     if isinstance(value, str):
         return base64.b64decode(value, validate=True)
@@ -48,6 +74,12 @@ def primary_keys(rows: object) -> object:
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Text = Annotated[str, AfterValidator(storable_text)]
+JSONValue = Annotated[Any, AfterValidator(storable_json)]
+# Decimals travel as text in plain notation: "0.000001", never "1E-6".
+PlainDecimal = Annotated[
+    Decimal, PlainSerializer(lambda value: format(value, "f"), when_used="json")
+]
 UTCDatetime = Annotated[datetime.datetime, AfterValidator(as_utc)]
 # Bytes travel as base64 text in JSON.
 Base64Bytes = Annotated[

@@ -34,6 +34,8 @@ ROLE_SETTINGS = {
     "statement_timeout": "30s",
     "lock_timeout": "10s",
     "idle_in_transaction_session_timeout": "60s",
+    # Datetimes near the ends of the range only read back in UTC.
+    "timezone": "UTC",
 }
 
 
@@ -134,13 +136,21 @@ def exists(connection, query: str, *params: object) -> bool:
     return connection.execute(query, params).fetchone() is not None
 
 
-def provision(tier: str, slug: str, *, password: str | None = None) -> Provisioned:
+def provision(
+    tier: str,
+    slug: str,
+    *,
+    password: str | None = None,
+    before_creating: Callable[[dict[str, object]], None] | None = None,
+) -> Provisioned:
     """Create the project's role, and its schema (tier 2) or database (tier 3).
 
     Either everything is created or, when any step fails, what was created is
     dropped again. A name already taken on the server is an error before
     anything changes. A tier move passes the project's ``password``: its role
     is then kept if it exists, and created with that password if it does not.
+    Once the names are known to be free, ``before_creating`` receives what is
+    about to be created, so a caller can record it first.
     """
     from psycopg import sql
 
@@ -160,6 +170,16 @@ def provision(tier: str, slug: str, *, password: str | None = None) -> Provision
         check_names_free(
             admin, tier, name, database, role_taken=role_exists and not keep_role
         )
+        if before_creating is not None:
+            before_creating(
+                {
+                    "tier": tier,
+                    "role": name,
+                    "schema": name,
+                    "database": database,
+                    "role_created": not (keep_role and role_exists),
+                }
+            )
         try:
             if not (keep_role and role_exists):
                 create_role(admin, name, password, undo)

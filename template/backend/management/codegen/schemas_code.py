@@ -11,7 +11,7 @@ from management.grammar import DEFAULT_NOW, FieldSpec, ModelSpec, primary_key_co
 
 # Input type of each grammar type: the same limits as the column.
 INPUT_TYPES = {
-    "text": "str",
+    "text": "Text",
     "integer": "Int32",
     "bigint": "Int64",
     "float": "FiniteFloat",
@@ -20,7 +20,7 @@ INPUT_TYPES = {
     "datetime": "UTCDatetime",
     "time": "datetime.time",
     "uuid": "uuid.UUID",
-    "json": "Any",
+    "json": "JSONValue",
     "bytes": "Base64Bytes",
 }
 OUTPUT_TYPES = {
@@ -28,10 +28,12 @@ OUTPUT_TYPES = {
     "integer": "int",
     "bigint": "int",
     "float": "float",
+    "text": "str",
+    "json": "Any",
     "datetime": "datetime.datetime",
     "string": "str",
     "enum": "str",
-    "decimal": "Decimal",
+    "decimal": "PlainDecimal",
 }
 
 
@@ -229,7 +231,7 @@ def input_type(field: FieldSpec, models: dict[str, ModelSpec]) -> str:
     if kind == "ref":
         return input_type(primary_key_columns(models[field.target])[0], models)
     if kind == "string":
-        return "str"
+        return "Text"
     if kind == "decimal":
         return "Decimal"
     return INPUT_TYPES[kind]
