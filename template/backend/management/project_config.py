@@ -42,10 +42,14 @@ def describe_database(url: URL, backend_dir: Path) -> dict[str, Any]:
     }
 
 
-def write_config(updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into db_config.json, replacing the file atomically."""
+def write_config(
+    updates: dict[str, Any], *, remove: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Merge ``updates`` into db_config.json and drop the ``remove`` keys, atomically."""
     config = read_config()
     config.update(updates)
+    for key in remove:
+        config.pop(key, None)
     config.setdefault("created_at", utc_timestamp())
     temporary = CONFIG_FILE.with_name(f".{CONFIG_FILE.name}.tmp")
     temporary.write_text(

@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 TIER_ORDER = ("sqlite", "postgres_schema", "postgres_database")
 LOCK_NOT_AVAILABLE = "55P03"
-# Debian keeps PostgreSQL's client programs here when they are not on PATH.
-POSTGRES_LIB_DIR = Path("/usr/lib/postgresql")
 
 
 @dataclass
@@ -101,6 +99,7 @@ def move_up(target_tier: str, progress: RowProgress | None = None) -> MoveResult
             f"the database is at revision {current_revision()}, not at head "
             f"{head_revision()}; run python manage.py migrate first"
         )
+    finish_interrupted_move(config)
     result = MoveResult(source_tier=source_tier, target_tier=target_tier)
     progress = progress or RowProgress()
     if source_tier == "sqlite":
@@ -108,6 +107,48 @@ def move_up(target_tier: str, progress: RowProgress | None = None) -> MoveResult
     else:
         move_from_schema(engine, models.Base.metadata, config, result, progress)
     return result
+
+
+def record_move(target: dict[str, object]) -> None:
+    """Note in db_config.json what a move is about to create, before it exists.
+
+    A move killed before its end leaves this note, and the next move removes
+    what it names before it starts again.
+    """
+    from management import project_config
+
+    project_config.write_config({"move_in_progress": target})
+
+
+def finish_interrupted_move(config: dict[str, object]) -> None:
+    """Remove what a move that never finished had created on the server."""
+    from management.provisioning import admin_connection, deprovision, drop_database
+
+    leftover = config.get("move_in_progress")
+    if not leftover:
+        return
+    logger.warning("Removing what an interrupted move created: %s", leftover)
+    if leftover["role_created"]:
+        with admin_connection() as admin:
+            role_exists = (
+                admin.execute(
+                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (leftover["role"],)
+                ).fetchone()
+                is not None
+            )
+        if role_exists:
+            deprovision(leftover)
+    else:
+        drop_database(str(leftover["database"]))
+    forget_move()
+    del config["move_in_progress"]
+
+
+def forget_move() -> None:
+    from management import project_config
+
+    if "move_in_progress" in project_config.read_config():
+        project_config.write_config({}, remove=("move_in_progress",))
 
 
 def current_tier(url: sa.URL, config: dict[str, object]) -> str:
@@ -144,10 +185,16 @@ def move_from_sqlite(
     progress: RowProgress,
 ) -> None:
     from management.provisioning import deprovision, provision
-    from management.sqlite_files import sqlite_path
+    from management.sqlite_files import remove_sqlite_files, sqlite_path
 
     preflight(source, metadata)
-    target = provision(result.target_tier, project_slug(config))
+    try:
+        target = provision(
+            result.target_tier, project_slug(config), before_creating=record_move
+        )
+    except BaseException:
+        forget_move()
+        raise
     try:
         migrate_target(target.url)
         # BEGIN IMMEDIATE holds SQLite's write lock for the whole copy, so no
@@ -166,9 +213,14 @@ def move_from_sqlite(
             verify_copy(reader, target.url, metadata, result.source_tier)
     except BaseException:
         deprovision(target.public_details())
+        forget_move()
         raise
-    result.backup = retire_sqlite(sqlite_path(), result.target_tier)
+    # The backup is complete before .env changes, and the live file goes only
+    # after, so a move killed at any point leaves a database to open.
+    database = sqlite_path()
+    result.backup = keep_sqlite_backup(database, result.target_tier)
     switch_to(target, config, result)
+    remove_sqlite_files(database)
 
 
 def move_from_schema(
@@ -179,6 +231,7 @@ def move_from_schema(
     progress: RowProgress,
 ) -> None:
     """Move a tier 2 project into a database of its own, keeping its role."""
+    from management.postgres_clients import client_program
     from management.provisioning import (
         deprovision,
         drop_database,
@@ -186,13 +239,21 @@ def move_from_schema(
         provision,
     )
 
-    pg_dump = client_program("pg_dump")
+    # Checked before anything is created: the move keeps the old schema as a dump.
+    client_program("pg_dump")
     details = dict(config.get("provisioning") or {})
     old_database = source.url.database
     schema = str(details.get("schema") or source.url.username)
-    target = provision(
-        result.target_tier, project_slug(config), password=source.url.password
-    )
+    try:
+        target = provision(
+            result.target_tier,
+            project_slug(config),
+            password=source.url.password,
+            before_creating=record_move,
+        )
+    except BaseException:
+        forget_move()
+        raise
     backup: Path | None = None
     try:
         migrate_target(target.url)
@@ -214,7 +275,7 @@ def move_from_schema(
             # The dump runs while the copy's locks still block writes, so it
             # holds exactly the rows that were copied.
             backup = backup_path(schema, result.target_tier, ".sql")
-            dump_schema(pg_dump, source.url, schema, backup)
+            dump_schema(source.url, schema, backup)
     except BaseException:
         if target.role_created:
             deprovision(target.public_details())
@@ -222,6 +283,7 @@ def move_from_schema(
             drop_database(target.database)
         if backup is not None:
             backup.unlink(missing_ok=True)
+        forget_move()
         raise
     backup.chmod(0o444)
     result.backup = backup.relative_to(BACKEND_DIR.parent).as_posix()
@@ -364,53 +426,27 @@ def switch_to(target, config: dict[str, object], result: MoveResult) -> None:
             "database_file": None,
             "provisioning": target.public_details(),
             "tier_history": history,
-        }
+        },
+        remove=("move_in_progress",),
     )
 
 
-def client_program(name: str) -> str:
-    """Return the path of a PostgreSQL client program such as pg_dump."""
-    import shutil
-
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(
-        POSTGRES_LIB_DIR.glob(f"*/bin/{name}"),
-        key=lambda path: (
-            int(path.parent.parent.name.split(".")[0])
-            if path.parent.parent.name.split(".")[0].isdigit()
-            else 0
-        ),
-    )
-    if candidates:
-        return str(candidates[-1])
-    raise ManagementError(
-        f"{name} is not installed, and the move keeps the old data with it; install "
-        "PostgreSQL's client programs (on Debian: apt-get install postgresql-client) "
-        "and run the upgrade again (nothing was created or changed)"
-    )
-
-
-def dump_schema(pg_dump: str, url: sa.URL, schema: str, destination: Path) -> None:
+def dump_schema(url: sa.URL, schema: str, destination: Path) -> None:
     """Write a plain SQL dump of ``schema`` (tables and rows) to ``destination``."""
-    arguments = [pg_dump, "--schema", schema, "--no-owner", "--no-privileges"]
-    for option, value in (
-        ("--host", url.host),
-        ("--port", url.port),
-        ("--username", url.username),
-        ("--dbname", url.database),
-    ):
-        if value is not None:
-            arguments += [option, str(value)]
-    arguments += ["--file", str(destination)]
-    environment = {**os.environ, "PGPASSWORD": url.password or ""}
-    completed = subprocess.run(
-        arguments, env=environment, capture_output=True, text=True, check=False
+    from management.postgres_clients import run_client
+
+    run_client(
+        "pg_dump",
+        [
+            "--schema",
+            schema,
+            "--no-owner",
+            "--no-privileges",
+            "--file",
+            str(destination),
+        ],
+        url=url,
     )
-    if completed.returncode != 0:
-        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ManagementError(f"pg_dump of schema {schema} failed: {detail}")
 
 
 def backup_path(stem: str, target_tier: str, suffix: str) -> Path:
@@ -421,12 +457,11 @@ def backup_path(stem: str, target_tier: str, suffix: str) -> Path:
     return BACKUP_DIR / f"{stem}-{stamp}-before-{target_tier}{suffix}"
 
 
-def retire_sqlite(database: Path, target_tier: str) -> str:
-    """Copy the old SQLite database into backups/ read-only and remove the live file."""
-    from management.sqlite_files import copy_sqlite, remove_sqlite_files
+def keep_sqlite_backup(database: Path, target_tier: str) -> str:
+    """Copy the SQLite database into backups/, read-only, and return its path."""
+    from management.sqlite_files import copy_sqlite
 
     backup = backup_path(database.stem, target_tier, ".sqlite")
     copy_sqlite(database, backup)
     backup.chmod(0o444)
-    remove_sqlite_files(database)
     return backup.relative_to(BACKEND_DIR.parent).as_posix()
