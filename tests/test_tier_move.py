@@ -336,3 +336,27 @@ def test_blocked_schema_move_changes_nothing_then_succeeds(
         "postgres_database"
     )
     manage(backend, "deprovision", "--yes", admin_url=admin)
+
+
+def test_reserved_role_name_is_refused_before_anything(
+    render, project_python, postgres_server
+):
+    project = render({"project_slug": "pg-tools"}, name="pg-tools")
+    link_venv(project, project_python)
+    backend = project / "backend"
+    config_before = (project / "db_config.json").read_bytes()
+    refused = manage(
+        backend,
+        "upgrade",
+        "--to",
+        "postgres_schema",
+        admin_url=postgres_server.admin_url,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "error: project name 'pg-tools' gives the PostgreSQL name 'pg_tools', and "
+        "PostgreSQL reserves role names that start with pg_; use a project slug that "
+        "does not start with pg- or pg_"
+    )
+    assert (project / "db_config.json").read_bytes() == config_before
+    assert (backend / "database.sqlite").exists()

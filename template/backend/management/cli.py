@@ -111,6 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="the tier to move to",
     )
 
+    backup = commands.add_parser(
+        "backup",
+        parents=[json_option],
+        help="write a consistent backup of the database into backups/",
+        description=(
+            "SQLite: VACUUM INTO a new file; PostgreSQL: pg_dump of the project's "
+            "schema. Keeps the newest BACKUP_RETENTION manual backups (default 10)."
+        ),
+    )
+    backup.add_argument(
+        "--keep",
+        type=positive_count,
+        metavar="N",
+        help="keep the newest N manual backups (default: BACKUP_RETENTION or 10)",
+    )
+    commands.add_parser(
+        "backups",
+        parents=[json_option],
+        help="list the backups in backups/, newest first",
+    )
+    restore = commands.add_parser(
+        "restore",
+        parents=[json_option],
+        help="check a backup, back up the current data, then restore the backup",
+        description=(
+            "The current data is backed up first, and the backup's data replaces "
+            "it in one transaction."
+        ),
+    )
+    restore.add_argument("file", help="a file from manage.py backups, or its path")
+
     status = commands.add_parser(
         "status",
         parents=[json_option],
@@ -231,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         "deprovision": run_deprovision,
         "upgrade": run_upgrade,
         "status": run_status,
+        "backup": run_backup,
+        "backups": run_backups,
+        "restore": run_restore,
     }
     try:
         if args.command in ACTION_COMMANDS:
@@ -448,6 +482,54 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
 
     with RowProgressBar(f"Copying to {args.to}") as progress:
         return upgrade_database(args.to, progress)
+
+
+def positive_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a whole number of backups to keep, 1 or more"
+        )
+    return int(value)
+
+
+def run_backup(args: argparse.Namespace) -> dict[str, Any]:
+    from management.backups import take_backup
+
+    backup = take_backup(keep=args.keep).as_dict()
+    return {
+        "status": "ok",
+        "backup": backup,
+        "files_changed": [backup["file"]],
+        "summary": [f"Backed up the database to {backup['file']}"],
+    }
+
+
+def run_backups(args: argparse.Namespace) -> dict[str, Any]:
+    from management.backups import list_backups
+
+    backups = [backup.as_dict() for backup in list_backups()]
+    summary = [
+        f"{backup['file']}  {backup['kind']}  {backup['size_bytes']} bytes  "
+        f"{backup['taken_at']}"
+        for backup in backups
+    ] or ["No backups yet; make one with python manage.py backup"]
+    return {"status": "ok", "backups": backups, "summary": summary}
+
+
+def run_restore(args: argparse.Namespace) -> dict[str, Any]:
+    from management.backups import restore_backup
+
+    outcome = restore_backup(args.file)
+    summary = [
+        f"Restored {outcome['restored']}; the data it replaced is in "
+        f"{outcome['safety_backup']['file']}"
+    ]
+    if outcome["revision"] != outcome["head"]:
+        summary.append(
+            f"The database is at revision {outcome['revision']}, not at head "
+            f"{outcome['head']}; run python manage.py migrate"
+        )
+    return {"status": "ok", **outcome, "summary": summary}
 
 
 def sample_seconds(value: str) -> float:

@@ -66,5 +66,17 @@ def describe_database_error(error: Exception) -> str:
         from database import engine
     except Exception:  # noqa: BLE001 - the error above may come from importing database
         return first_line
+    if engine.url.get_backend_name() == "sqlite" and any(
+        sign in first_line for sign in DAMAGED_SQLITE_SIGNS
+    ):
+        return (
+            f"the SQLite database {engine.url.database} is damaged or not a database "
+            f"({first_line}); restore a backup with python manage.py restore FILE, "
+            "choosing FILE from python manage.py backups"
+        )
     where = engine.url.render_as_string(hide_password=True)
     return f"{first_line} (database {where})"
+
+
+# SQLite's messages for a file that is not a sound database.
+DAMAGED_SQLITE_SIGNS = ("file is not a database", "database disk image is malformed")

@@ -72,6 +72,12 @@ def identifier(slug: str) -> str:
             f"project name {slug!r} gives the PostgreSQL name {name!r}, which must "
             "have 1 to 63 bytes; use a shorter project slug"
         )
+    if name.startswith("pg_"):
+        raise UsageError(
+            f"project name {slug!r} gives the PostgreSQL name {name!r}, and PostgreSQL "
+            "reserves role names that start with pg_; use a project slug that does "
+            "not start with pg- or pg_"
+        )
     return name
 
 
