@@ -298,7 +298,7 @@ def test_create_crud_for_new_model(library, project_python, server):
 
 def test_unknown_crud_model_is_rejected(library):
     code, result = manage(library, "create-crud", "--model", "Ghost")
-    assert code == 1
+    assert code == 2
     assert (
         result["message"]
         == "model Ghost is not defined in models.py; create it first with create-model, or use one of Author, Book"

@@ -285,6 +285,15 @@ def main(argv: list[str] | None = None) -> int:
         message = describe_database_error(error)
         report(args, {"command": args.command, "status": "error", "message": message})
         return 1
+    except RuntimeError as error:
+        # database.py raises DatabaseConfigError while it is being imported, so
+        # the class cannot be imported here to catch it by name.
+        if type(error).__name__ != "DatabaseConfigError":
+            raise
+        report(
+            args, {"command": args.command, "status": "error", "message": str(error)}
+        )
+        return UsageError.exit_code
     result = {"command": args.command, **result}
     report(args, result)
     return 0 if result.get("status") == "ok" else 1

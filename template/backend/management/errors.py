@@ -75,8 +75,25 @@ def describe_database_error(error: Exception) -> str:
             "choosing FILE from python manage.py backups"
         )
     where = engine.url.render_as_string(hide_password=True)
+    if engine.url.get_backend_name() == "sqlite" and "unable to open" in first_line:
+        return (
+            f"cannot open the SQLite database {engine.url.database}: its folder does "
+            "not exist or is not writable; fix DATABASE_URL in backend/.env or "
+            "create the folder"
+        )
+    if any(sign in first_line for sign in UNREACHABLE_SERVER_SIGNS):
+        return (
+            f"{first_line} (database {where}); check that the PostgreSQL server is "
+            "running and that DATABASE_URL in backend/.env is right"
+        )
     return f"{first_line} (database {where})"
 
 
+# libpq's messages when the server cannot be reached or refuses the login.
+UNREACHABLE_SERVER_SIGNS = (
+    "connection failed",
+    "could not connect",
+    "Connection refused",
+)
 # SQLite's messages for a file that is not a sound database.
 DAMAGED_SQLITE_SIGNS = ("file is not a database", "database disk image is malformed")

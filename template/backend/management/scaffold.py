@@ -17,7 +17,7 @@ from pathlib import Path
 from management.codegen import models_code, routers_code, schemas_code
 from management.codegen.classes import ClassChanges, update_class
 from management.codegen.imports import merge_imports
-from management.errors import ManagementError
+from management.errors import ManagementError, UsageError
 from management.grammar import ModelSpec, association_table_name, parse_models
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def create_crud(backend_dir: Path, names: list[str] | None = None) -> ScaffoldRe
         names = list(models)
     unknown = [name for name in names if name not in models]
     if unknown:
-        raise ManagementError(
+        raise UsageError(
             f"model {unknown[0]} is not defined in models.py; create it first with "
             f"create-model, or use one of {', '.join(models) or 'no models yet'}"
         )
