@@ -187,3 +187,37 @@ def run_project_tests(python: Path | str, backend: Path, **env: str) -> CommandR
     """Run a rendered project's own test suite with ``python``."""
     command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     return run(command, cwd=backend, env=clean_env(**env), timeout=900)
+
+
+GIT_AS_TESTS = ["git", "-c", "user.name=tests", "-c", "user.email=tests@example.com"]
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` as the tests' author and return its standard output."""
+    completed = subprocess.run(
+        [*GIT_AS_TESTS, *args],
+        cwd=repo,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise AssertionError(
+            f"git {' '.join(args)} failed ({completed.returncode}):\n{completed.stderr}"
+        )
+    return completed.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    """Stage every change in ``repo`` that .gitignore allows and commit it."""
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def copier_update(
+    project: Path, *, extra: list[str] | None = None, env: dict[str, str] | None = None
+) -> CommandResult:
+    """Run ``copier update --trust --defaults`` in ``project`` as a user would."""
+    command = [*copier_command(), "update", "--trust", "--defaults", *(extra or [])]
+    return run(command, cwd=project, env=env or clean_env())

@@ -86,8 +86,9 @@ def test_init_failure_names_step_and_removes_project(template_source, tmp_path):
     assert result.returncode == 1
     assert f"error: {INIT_STEP} failed: " in result.stderr
     assert (
-        "unable to open database file (database sqlite:////nonexistent-folder/db.sqlite)"
-        in result.stderr
+        "cannot open the SQLite database /nonexistent-folder/db.sqlite: its folder "
+        "does not exist or is not writable; fix DATABASE_URL in backend/.env or "
+        "create the folder" in result.stderr
     )
     assert (
         "To run this step again: cd backend && .venv/bin/python manage.py init --seed-sample"

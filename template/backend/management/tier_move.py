@@ -99,7 +99,7 @@ def move_up(target_tier: str, progress: RowProgress | None = None) -> MoveResult
             f"the database is at revision {current_revision()}, not at head "
             f"{head_revision()}; run python manage.py migrate first"
         )
-    finish_interrupted_move(config)
+    clear_interrupted_move(config)
     result = MoveResult(source_tier=source_tier, target_tier=target_tier)
     progress = progress or RowProgress()
     if source_tier == "sqlite":
@@ -120,7 +120,7 @@ def record_move(target: dict[str, object]) -> None:
     project_config.write_config({"move_in_progress": target})
 
 
-def finish_interrupted_move(config: dict[str, object]) -> None:
+def clear_interrupted_move(config: dict[str, object]) -> None:
     """Remove what a move that never finished had created on the server."""
     from management.provisioning import admin_connection, deprovision, drop_database
 
