@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,29 +56,25 @@ class RowProgress:
 
 
 def migrate_target(url: str) -> None:
-    """Build the target's schema with Alembic, in a process that reads the target URL."""
-    environment = {**os.environ, "DATABASE_URL": url}
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alembic",
-            "-c",
-            str(BACKEND_DIR / "alembic.ini"),
-            "upgrade",
-            "head",
-        ],
-        cwd=BACKEND_DIR,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+    """Build the target's schema with Alembic, on a connection to the target."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    from management.migrations import alembic_config
+
+    target = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with target.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except (CommandError, sa.exc.SQLAlchemyError) as error:
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ManagementError(
             f"alembic upgrade head on the new database failed: {detail}"
-        )
+        ) from None
+    finally:
+        target.dispose()
 
 
 def move_up(target_tier: str, progress: RowProgress | None = None) -> MoveResult:
@@ -387,6 +380,7 @@ def verify_copy(
     try:
         with target_engine.connect() as checker:
             checker.exec_driver_sql("SET statement_timeout = 0")
+            checker.exec_driver_sql("SET idle_in_transaction_session_timeout = 0")
             for table in metadata.sorted_tables:
                 before = table_digest(reader, table)
                 after = table_digest(checker, table)

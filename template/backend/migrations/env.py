@@ -46,6 +46,12 @@ def run_migrations(connection) -> None:
 
 
 def run_migrations_online() -> None:
+    # A tier move passes the connection of the database it builds.
+    given = config.attributes.get("connection")
+    if given is not None:
+        with given.begin():
+            run_migrations(given)
+        return
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             run_sqlite_migrations(connection)
