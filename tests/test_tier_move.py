@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import sqlite3
 import subprocess
+import threading
 
 import httpx
 import psycopg
@@ -44,6 +48,41 @@ def manage(backend, *args, admin_url=None):
     )
 
 
+def manage_on_terminal(backend, *args, admin_url):
+    """Run manage.py with stderr on a pseudo-terminal; return the result and what it drew."""
+    leader, follower = pty.openpty()
+    drawn = []
+
+    def drain():
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            drawn.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        completed = subprocess.run(
+            [".venv/bin/python", "manage.py", *args],
+            cwd=backend,
+            env=clean_env(ADMIN_DATABASE_URL=admin_url, TERM="xterm", COLUMNS="120"),
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        os.close(follower)
+        reader.join(timeout=30)
+        os.close(leader)
+    text = b"".join(drawn).decode(errors="replace")
+    return completed, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
 def snapshot(base_url: str) -> dict[str, object]:
     with httpx.Client(base_url=base_url, timeout=60) as client:
         return {probe: client.get(probe).json() for probe in PROBES}
@@ -64,16 +103,23 @@ def test_chinook_moves_to_schema_tier(render, project_python, server, postgres_s
 
     with server(project_python, backend) as base_url:
         before = snapshot(base_url)
-
-    moved = manage(
-        backend,
-        "--json",
-        "upgrade",
-        "--to",
-        "postgres_schema",
-        admin_url=postgres_server.admin_url,
-    )
-    assert moved.returncode == 0, moved.stdout + moved.stderr
+        moved, terminal = manage_on_terminal(
+            backend,
+            "--json",
+            "upgrade",
+            "--to",
+            "postgres_schema",
+            admin_url=postgres_server.admin_url,
+        )
+        # The app has not restarted: its writes must fail, not vanish.
+        stale = httpx.post(f"{base_url}/artists", json={"name": "Too Late"})
+    assert stale.status_code == 409, stale.text
+    assert stale.json() == {"detail": f"conflict: {moved_message('postgres_schema')}"}
+    assert moved.returncode == 0, moved.stdout + terminal
+    # The progress bar goes to stderr, a terminal here; stdout stays JSON.
+    total = sum(ROW_COUNTS.values())
+    assert "Copying to postgres_schema" in terminal
+    assert f"{total}/{total} rows" in terminal
     result = json.loads(moved.stdout)
     assert result["rows"] == {
         table: count
@@ -118,14 +164,17 @@ def test_chinook_moves_to_schema_tier(render, project_python, server, postgres_s
     # Tier 2 to tier 3: the same role moves into a database of its own.
     with server(project_python, backend) as base_url:
         before = snapshot(base_url)
-    moved = manage(
-        backend,
-        "--json",
-        "upgrade",
-        "--to",
-        "postgres_database",
-        admin_url=postgres_server.admin_url,
-    )
+        moved = manage(
+            backend,
+            "--json",
+            "upgrade",
+            "--to",
+            "postgres_database",
+            admin_url=postgres_server.admin_url,
+        )
+        stale = httpx.post(f"{base_url}/artists", json={"name": "Too Late"})
+    # The old schema is gone by now, or refuses the write if it is not.
+    assert stale.status_code in (409, 500), stale.text
     assert moved.returncode == 0, moved.stdout + moved.stderr
     result = json.loads(moved.stdout)
     assert result["source_tier"] == "postgres_schema"
@@ -188,6 +237,10 @@ def test_chinook_moves_to_schema_tier(render, project_python, server, postgres_s
     check = manage(backend, "check")
     assert check.returncode == 0, check.stderr
     manage(backend, "deprovision", "--yes", admin_url=postgres_server.admin_url)
+
+
+def moved_message(tier: str) -> str:
+    return f"this project moved to {tier}; restart the app so that it connects there"
 
 
 def libpq(url: str) -> str:
@@ -313,7 +366,7 @@ def test_blocked_schema_move_changes_nothing_then_succeeds(
     moved = manage(
         backend, "--json", "upgrade", "--to", "postgres_database", admin_url=admin
     )
-    assert moved.returncode == 0, moved.stderr
+    assert moved.returncode == 0, moved.stdout + moved.stderr
     assert json.loads(moved.stdout)["rows"] == rows
     settled = manage(backend, "--json", "status", "--sample", "0")
     assert settled.returncode == 0, settled.stderr

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -179,7 +179,7 @@ def json_problems(
     raw = sa.type_coerce(column, sa.Text)
     statement = sa.select(*keys, raw).where(raw.is_not(None)).order_by(*keys)
     problems = []
-    result = connection.execution_options(yield_per=BATCH_SIZE).execute(statement)
+    result = connection.execute(statement, execution_options={"yield_per": BATCH_SIZE})
     for row in result:
         problem = json_text_problem(row[-1])
         if problem is None:
@@ -266,7 +266,9 @@ def table_rows(connection: sa.Connection, table: sa.Table) -> Iterator[tuple]:
     """Stream a table's rows in primary key order, converted by the column types."""
     statement = sa.select(table).order_by(*table.primary_key.columns)
     if connection.dialect.name != "sqlite":
-        result = connection.execution_options(yield_per=BATCH_SIZE).execute(statement)
+        result = connection.execute(
+            statement, execution_options={"yield_per": BATCH_SIZE}
+        )
         for partition in result.partitions():
             yield from partition
         return
@@ -298,8 +300,15 @@ def table_digest(connection: sa.Connection, table: sa.Table) -> tuple[int, str]:
     return count, digest.hexdigest()
 
 
-def copy_table(source: sa.Connection, target_cursor, table: sa.Table) -> int:
+def copy_table(
+    source: sa.Connection,
+    target_cursor,
+    table: sa.Table,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
     """Copy one table's rows with COPY; return how many were copied.
+
+    ``on_batch`` receives the number of rows of each batch once it is written.
 
     The rows are turned into COPY's text format a batch and a column at a
     time. Each value is converted by its column type's result processor, as
@@ -322,7 +331,7 @@ def copy_table(source: sa.Connection, target_cursor, table: sa.Table) -> int:
         batches = _sqlite_batches(source, select)
         processors = _sqlite_processors(source.dialect, table)
     else:
-        result = source.execution_options(yield_per=BATCH_SIZE).execute(select)
+        result = source.execute(select, execution_options={"yield_per": BATCH_SIZE})
         batches = result.partitions()
         processors = [None] * len(table.columns)
     converters = [
@@ -342,6 +351,8 @@ def copy_table(source: sa.Connection, target_cursor, table: sa.Table) -> int:
             lines = map("\t".join, zip(*columns, strict=True))
             copy.write("\n".join(lines) + "\n")
             count += len(batch)
+            if on_batch is not None:
+                on_batch(len(batch))
     _add_foreign_keys(target_cursor, table, foreign_keys)
     return count
 

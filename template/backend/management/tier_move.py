@@ -22,6 +22,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from management.data_copy import copy_table, preflight, reset_sequences, table_digest
+from management.env_file import ENV_FILE
 from management.errors import ManagementError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,9 @@ def move_from_sqlite(
     except BaseException:
         forget_move()
         raise
+    database = sqlite_path()
+    env_before = ENV_FILE.read_bytes()
+    backup: Path | None = None
     try:
         migrate_target(target.url)
         # BEGIN IMMEDIATE holds SQLite's write lock for the whole copy, so no
@@ -199,21 +203,73 @@ def move_from_sqlite(
             progress.start(count_rows(reader, metadata))
             with open_target(target.url) as writer, writer.cursor() as cursor:
                 for table in metadata.sorted_tables:
-                    copied = copy_table(reader, cursor, table)
-                    result.rows[table.name] = copied
-                    progress.advance(copied)
+                    result.rows[table.name] = copy_table(
+                        reader, cursor, table, progress.advance
+                    )
                 finish_target(writer, cursor, metadata)
             verify_copy(reader, target.url, metadata, result.source_tier)
+            backup = backup_path(database.stem, result.target_tier, ".sqlite")
+            keep_sqlite_backup(database, backup)
+            # Still under the write lock: an app that has not restarted yet
+            # must get an error, not write rows that nobody will see again.
+            refuse_sqlite_writes(reader, metadata, result.target_tier)
+            result.backup = backup.relative_to(BACKEND_DIR.parent).as_posix()
+            switch_to(target, config, result)
     except BaseException:
+        ENV_FILE.write_bytes(env_before)
         deprovision(target.public_details())
+        if backup is not None:
+            remove_backup(backup)
         forget_move()
         raise
-    # The backup is complete before .env changes, and the live file goes only
-    # after, so a move killed at any point leaves a database to open.
-    database = sqlite_path()
-    result.backup = keep_sqlite_backup(database, result.target_tier)
-    switch_to(target, config, result)
     remove_sqlite_files(database)
+
+
+def refuse_sqlite_writes(
+    connection: sa.Connection, metadata: sa.MetaData, target_tier: str
+) -> None:
+    """Add triggers that make every write to the old SQLite tables fail."""
+    quote = connection.dialect.identifier_preparer.quote
+    message = moved_message(target_tier).replace("'", "''")
+    for table in metadata.sorted_tables:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            trigger = quote(f"moved_to_{target_tier}_{table.name}_{event.lower()}")
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER {trigger} BEFORE {event} ON {quote(table.name)} "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+
+
+def refuse_postgres_writes(
+    connection: sa.Connection, metadata: sa.MetaData, target_tier: str
+) -> None:
+    """Add a trigger to every old table that makes each write fail."""
+    quote = connection.dialect.identifier_preparer.quote
+    message = moved_message(target_tier).replace("'", "''")
+    connection.exec_driver_sql(
+        "CREATE FUNCTION refuse_writes_after_move() RETURNS trigger "
+        "LANGUAGE plpgsql AS $body$ BEGIN RAISE EXCEPTION USING "
+        f"ERRCODE = 'check_violation', MESSAGE = '{message}'; END $body$"
+    )
+    for table in metadata.sorted_tables:
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER refuse_writes_after_move BEFORE INSERT OR UPDATE OR "
+            f"DELETE ON {quote(table.name)} FOR EACH STATEMENT "
+            "EXECUTE FUNCTION refuse_writes_after_move()"
+        )
+
+
+def moved_message(target_tier: str) -> str:
+    return (
+        f"this project moved to {target_tier}; restart the app so that it "
+        "connects there"
+    )
+
+
+def remove_backup(backup: Path) -> None:
+    if backup.exists():
+        backup.chmod(0o644)
+        backup.unlink()
 
 
 def move_from_schema(
@@ -247,6 +303,7 @@ def move_from_schema(
     except BaseException:
         forget_move()
         raise
+    env_before = ENV_FILE.read_bytes()
     backup: Path | None = None
     try:
         migrate_target(target.url)
@@ -269,19 +326,21 @@ def move_from_schema(
             # holds exactly the rows that were copied.
             backup = backup_path(schema, result.target_tier, ".sql")
             dump_schema(source.url, schema, backup)
+            backup.chmod(0o444)
+            refuse_postgres_writes(reader, metadata, result.target_tier)
+            result.backup = backup.relative_to(BACKEND_DIR.parent).as_posix()
+            switch_to(target, config, result)
     except BaseException:
+        ENV_FILE.write_bytes(env_before)
         if target.role_created:
             deprovision(target.public_details())
         else:
             drop_database(target.database)
         if backup is not None:
-            backup.unlink(missing_ok=True)
+            remove_backup(backup)
         forget_move()
         raise
-    backup.chmod(0o444)
-    result.backup = backup.relative_to(BACKEND_DIR.parent).as_posix()
     source.dispose()
-    switch_to(target, config, result)
     try:
         leave_shared_database(target.role, old_database, schema)
     except Exception as error:  # noqa: BLE001 - the move itself is done
@@ -451,11 +510,9 @@ def backup_path(stem: str, target_tier: str, suffix: str) -> Path:
     return BACKUP_DIR / f"{stem}-{stamp}-before-{target_tier}{suffix}"
 
 
-def keep_sqlite_backup(database: Path, target_tier: str) -> str:
-    """Copy the SQLite database into backups/, read-only, and return its path."""
+def keep_sqlite_backup(database: Path, backup: Path) -> None:
+    """Copy the SQLite database to ``backup`` and make the copy read-only."""
     from management.sqlite_files import copy_sqlite
 
-    backup = backup_path(database.stem, target_tier, ".sqlite")
     copy_sqlite(database, backup)
     backup.chmod(0o444)
-    return backup.relative_to(BACKEND_DIR.parent).as_posix()
