@@ -9,6 +9,7 @@ requirements. The tests of the post-generation hook itself install for real.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -154,3 +155,70 @@ class ExternalPostgres:
     """A PostgreSQL server the tests did not start, reached through its admin URL."""
 
     admin_url: str
+
+
+@contextmanager
+def running_server_with_log(
+    python: Path, backend_dir: Path, log_file: Path, *, workers: int = 1
+) -> Iterator[str]:
+    """Start uvicorn on 127.0.0.1 like running_server, but keep its output in ``log_file``.
+
+    Load tests read the log after a failed request. The server runs in a new
+    session, so stopping it signals its process group, which also reaches
+    workers that the uvicorn supervisor did not stop.
+    """
+    port = free_port()
+    command = [
+        str(python),
+        "-m",
+        "uvicorn",
+        "main:app",
+        "--app-dir",
+        str(backend_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    with log_file.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=backend_dir,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"uvicorn exited with {process.returncode}:\n"
+                        f"{log_file.read_text(encoding='utf-8')}"
+                    )
+                try:
+                    httpx.get(f"{base_url}/health", timeout=1, trust_env=False)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(
+                            f"uvicorn did not respond on {base_url}/health within 30 s:\n"
+                            f"{log_file.read_text(encoding='utf-8')}"
+                        ) from None
+                    time.sleep(0.1)
+            yield base_url
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()

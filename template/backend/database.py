@@ -23,8 +23,12 @@ ENV_FILE = BACKEND_DIR / ".env"
 SQLITE_BUSY_TIMEOUT = 30
 # Connections per process on PostgreSQL, kept small because many projects share
 # one server; requests release their connection before the response is sent.
+# Two workers open at most 2 x (5 + 3) = 16 of a provisioned role's 20. The
+# spare ones matter: PostgreSQL counts a closed overflow connection against the
+# role until its backend has exited, so a pool sized to the limit sometimes
+# fails with "too many connections for role" under load.
 POSTGRES_POOL_SIZE = 5
-POSTGRES_MAX_OVERFLOW = 5
+POSTGRES_MAX_OVERFLOW = 3
 
 load_dotenv(ENV_FILE)
 
