@@ -73,7 +73,8 @@ def test_backup_lists_and_restores(project):
         backup["file"]
     ]
 
-    restored = manage(backend, "--json", "restore", backup_file.name)
+    # The file as `backups` prints it, relative to the project's root folder.
+    restored = manage(backend, "--json", "restore", backup["file"])
     assert restored.returncode == 0, restored.stderr
     outcome = json.loads(restored.stdout)
     assert outcome["restored"] == backup["file"]
@@ -174,8 +175,8 @@ def test_restore_refuses_bad_files_and_changes_nothing(project):
     missing = manage(backend, "restore", "nope.sqlite")
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
-        "error: no backup file 'nope.sqlite'; give a file name from "
-        "python manage.py backups"
+        "error: no backup file 'nope.sqlite' here or in backend/backups/; give a "
+        "file name from python manage.py backups"
     )
 
     damaged = backend / "backups" / "database-20260101T000000Z-backup.sqlite"
@@ -188,6 +189,31 @@ def test_restore_refuses_bad_files_and_changes_nothing(project):
         "error: backend/backups/database-20260101T000000Z-backup.sqlite is not a "
         "readable SQLite database (file is not a database); choose another file "
         "from python manage.py backups"
+    )
+
+    empty = backend / "backups" / "database-20260102T000000Z-backup.sqlite"
+    with sqlite3.connect(empty) as connection:
+        connection.execute("CREATE TABLE other (id integer)")
+    connection.close()
+    not_ours = manage(backend, "restore", empty.name)
+    assert not_ours.returncode == 1
+    assert not_ours.stderr.strip() == (
+        "error: backend/backups/database-20260102T000000Z-backup.sqlite has no "
+        "migration revision, so it is not a backup of this project; choose another "
+        "file from python manage.py backups"
+    )
+
+    foreign = backend / "backups" / "database-20260103T000000Z-backup.sqlite"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num varchar(32))")
+        connection.execute("INSERT INTO alembic_version VALUES ('0123abcd')")
+    connection.close()
+    unknown = manage(backend, "restore", foreign.name)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == (
+        "error: backend/backups/database-20260103T000000Z-backup.sqlite is at "
+        "revision 0123abcd, which backend/migrations/versions/ does not have; "
+        "choose another file from python manage.py backups"
     )
 
     wrong_kind = manage(backend, "restore", "database.sqlite")

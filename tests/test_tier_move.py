@@ -207,7 +207,6 @@ def test_chinook_moves_to_schema_tier(render, project_python, server, postgres_s
         assert admin.execute(
             "SELECT has_database_privilege('chinook_move', 'aicoder_projects', 'CONNECT')"
         ).fetchone() == (False,)
-        admin.execute("CREATE DATABASE restored_chinook")
     with psycopg.connect(on_database(admin_url, "aicoder_projects")) as shared:
         assert (
             shared.execute(
@@ -215,10 +214,17 @@ def test_chinook_moves_to_schema_tier(render, project_python, server, postgres_s
             ).fetchone()
             is None
         )
-    # The project README's restore command, on the dump of the tier 2 schema.
-    restored_url = on_database(admin_url, "restored_chinook")
+    # The project README's restore commands, word for word, on the dump of the
+    # tier 2 schema.
+    restored_url = on_database(admin_url, "restored")
     restore = subprocess.run(
-        ["psql", "-d", restored_url, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(dump)],
+        [
+            "bash",
+            "-c",
+            'createdb --maintenance-db="$ADMIN_DATABASE_URL" restored && '
+            'psql "${ADMIN_DATABASE_URL%/*}/restored" -v ON_ERROR_STOP=1 -q -f "$DUMP"',
+        ],
+        env=clean_env(ADMIN_DATABASE_URL=admin_url, DUMP=str(dump)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -232,7 +238,7 @@ def test_chinook_moves_to_schema_tier(render, project_python, server, postgres_s
             "SELECT count(*) FROM chinook_move.track"
         ).fetchone() == (ROW_COUNTS["Track"],)
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE restored_chinook")
+        admin.execute("DROP DATABASE restored")
 
     check = manage(backend, "check")
     assert check.returncode == 0, check.stderr
@@ -318,6 +324,8 @@ def test_blocked_schema_move_changes_nothing_then_succeeds(
     report = json.loads(crowded.stdout)
     assert report["tier"] == "postgres_schema"
     assert report["rows"] == rows
+    assert type(report["size_bytes"]) is int
+    assert report["size_bytes"] > 0
     assert report["at_head"] is True
     assert report["measurements"]["connection_limit"] == 20
     busiest = report["measurements"]["busiest_connections"]

@@ -198,7 +198,30 @@ def check_sqlite_backup(path: Path) -> str | None:
             f"{display(path)} fails SQLite's integrity check ({verdict[0][0]}); "
             "choose another file from python manage.py backups"
         )
+    check_revision(path, revision)
     return revision
+
+
+def check_revision(path: Path, revision: str | None) -> None:
+    """Raise ManagementError unless ``revision`` is one of this project's migrations."""
+    from alembic.util import CommandError
+
+    from management.migrations import script_directory
+
+    if revision is None:
+        raise ManagementError(
+            f"{display(path)} has no migration revision, so it is not a backup of "
+            "this project; choose another file from python manage.py backups"
+        )
+    try:
+        known = script_directory().get_revision(revision) is not None
+    except CommandError:
+        known = False
+    if not known:
+        raise ManagementError(
+            f"{display(path)} is at revision {revision}, which backend/migrations/"
+            "versions/ does not have; choose another file from python manage.py backups"
+        )
 
 
 def check_postgres_backup(path: Path, schema: str) -> None:
@@ -216,6 +239,11 @@ def check_postgres_backup(path: Path, schema: str) -> None:
         raise ManagementError(
             f"{display(path)} is not a backup of schema {schema}; "
             "choose another file from python manage.py backups"
+        )
+    if f" TABLE DATA {schema} alembic_version " not in listing:
+        raise ManagementError(
+            f"{display(path)} has no migration revision, so it is not a backup of "
+            "this project; choose another file from python manage.py backups"
         )
 
 
@@ -297,11 +325,14 @@ def restore_backup(file: str) -> dict[str, object]:
 
 def resolve(file: str) -> Path:
     """Find ``file`` as given, or by name in backups/."""
-    for candidate in (Path(file), BACKUP_DIR / file):
+    # As given, as a name in backups/, or as `backups` prints it, from the
+    # project's root folder.
+    for candidate in (Path(file), BACKUP_DIR / file, BACKEND_DIR.parent / file):
         if candidate.is_file():
             return candidate.resolve()
     raise UsageError(
-        f"no backup file {file!r}; give a file name from python manage.py backups"
+        f"no backup file {file!r} here or in backend/backups/; give a file name "
+        "from python manage.py backups"
     )
 
 

@@ -102,7 +102,8 @@ def admin_connection_info() -> dict[str, object]:
             f"{ADMIN_URL_VARIABLE} is not a database URL; expected "
             "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
         ) from None
-    if url.get_backend_name() != "postgresql":
+    # libpq also takes postgres:// for postgresql://.
+    if url.get_backend_name() not in ("postgresql", "postgres"):
         raise UsageError(
             f"{ADMIN_URL_VARIABLE} must be a postgresql:// URL, "
             f"not {url.get_backend_name()}://"
@@ -129,7 +130,9 @@ def admin_connection(dbname: str | None = None) -> Iterator[object]:
         connection = psycopg.connect(**info, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as error:
         # libpq's message names the host and user but never the password.
-        detail = str(error).strip().splitlines()[-1]
+        detail = " ".join(
+            line.strip() for line in str(error).splitlines() if line.strip()
+        )
         raise ManagementError(
             f"cannot connect to the PostgreSQL server in {ADMIN_URL_VARIABLE}: "
             f"{detail}; check the variable and that the server is running"

@@ -185,7 +185,7 @@ def postgres_status(status: DatabaseStatus, engine: sa.Engine) -> None:
         else:
             status.size_bytes = connection.scalar(
                 sa.text(
-                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) "
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint "
                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')"
                 )
