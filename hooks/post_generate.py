@@ -14,6 +14,7 @@ import datetime
 import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--install", action=argparse.BooleanOptionalAction, default=True
     )
+    parser.add_argument(
+        "--admin-page",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="generate the admin page's password and session key into backend/.env",
+    )
     return parser.parse_args(argv)
+
+
+def add_admin_secrets(env_file: Path) -> None:
+    """Append a new admin password and session key to backend/.env, once.
+
+    They exist nowhere else: not in the answers, db_config.json or any output.
+    """
+    text = env_file.read_text(encoding="utf-8") if env_file.exists() else ""
+    if "ADMIN_PASSWORD=" in text:
+        return
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += (
+        "# The admin pages at /admin: user admin, this password.\n"
+        f"ADMIN_PASSWORD={secrets.token_urlsafe(18)}\n"
+        f"ADMIN_SECRET_KEY={secrets.token_urlsafe(32)}\n"
+    )
+    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def venv_python(backend_dir: Path) -> Path:
@@ -213,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     env_file = backend_dir / ".env"
     try:
         write_models(backend_dir, args.models_json)
+        if args.admin_page:
+            add_admin_secrets(env_file)
         if env_file.exists():
             env_file.chmod(0o600)
         write_initial_config(

@@ -94,7 +94,7 @@ def test_project_has_no_jinja_markers(combination):
         if (
             ".venv" in path.parts
             or not path.is_file()
-            or path.suffix in {".sqlite", ".pyc"}
+            or path.suffix in {".sqlite", ".pyc", ".png"}
             # SQLite's write-ahead log is binary, whatever a server left in it.
             or path.name.endswith(("-wal", "-shm"))
         ):
@@ -149,11 +149,16 @@ def test_env_file_is_private_and_ignored(combination):
     project, _ = combination
     env_file = project / "backend" / ".env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert env_file.read_text().splitlines()[1:] == [
+    lines = env_file.read_text().splitlines()
+    assert lines[1:5] == [
         "DATABASE_URL=sqlite:///./database.sqlite",
         "DATABASE_TYPE=sqlite",
         "SQLALCHEMY_DATABASE_URL=sqlite:///./database.sqlite",
+        "# The admin pages at /admin: user admin, this password.",
     ]
+    assert re.fullmatch(r"ADMIN_PASSWORD=[A-Za-z0-9_-]{24}", lines[5])
+    assert re.fullmatch(r"ADMIN_SECRET_KEY=[A-Za-z0-9_-]{43}", lines[6])
+    assert len(lines) == 7
     assert "backend/.env" in (project / ".gitignore").read_text().splitlines()
 
 

@@ -417,11 +417,14 @@ def test_existing_database_url_skips_provisioning(
     assert "manage.py provision" not in result.stderr
     link_venv(destination, project_python)
     env_lines = (destination / "backend" / ".env").read_text().splitlines()
-    assert env_lines[1:] == [
+    assert env_lines[1:5] == [
         f"DATABASE_URL={url}",
         "DATABASE_TYPE=postgresql",
         f"SQLALCHEMY_DATABASE_URL={url}",
+        "# The admin pages at /admin: user admin, this password.",
     ]
+    assert env_lines[5].startswith("ADMIN_PASSWORD=")
+    assert env_lines[6].startswith("ADMIN_SECRET_KEY=")
     assert (
         make_url(url).password not in (destination / ".copier-answers.yml").read_text()
     )
