@@ -127,6 +127,12 @@ def test_browser_login_list_create_edit(shop, project_python, server, tmp_path):
                 SCREENSHOT.parent.mkdir(exist_ok=True)
                 shutil.copyfile(shot, SCREENSHOT)
 
+            # A book's author is picked by name, not by Python's object repr.
+            page.goto(f"{base_url}/admin/book/create")
+            options = page.locator("select[name=author] option").all_inner_texts()
+            first = authors["items"][0]
+            assert f"{first['name']} (Author {first['id']})" in options
+
             page.goto(f"{base_url}/admin/author/create")
             page.fill("input[name=name]", "Octavia Butler")
             page.click("input[type=submit][value=Save]")

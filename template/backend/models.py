@@ -23,3 +23,26 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+    def __str__(self) -> str:
+        """Name the row for people, as the admin page's row pickers show it.
+
+        The name is the first unique text field, else the first required one,
+        else the first text field, then the model and key: "Ada (Author 1)".
+        """
+        mapper = sa.inspect(type(self))
+        texts = [
+            attribute
+            for attribute in mapper.column_attrs
+            if isinstance(attribute.columns[0].type, sa.String)
+            and not attribute.columns[0].primary_key
+        ]
+        shown = (
+            next((text for text in texts if text.columns[0].unique), None)
+            or next((text for text in texts if not text.columns[0].nullable), None)
+            or next(iter(texts), None)
+        )
+        key = ", ".join(str(value) for value in mapper.primary_key_from_instance(self))
+        name = f"{type(self).__name__} {key}"
+        value = getattr(self, shown.key) if shown is not None else None
+        return name if value is None else f"{value} ({name})"
