@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def add_admin_secrets(env_file: Path) -> None:
     """Append a new admin password and session key to backend/.env, once.
 
-    They exist nowhere else: not in the answers, db_config.json or any output.
+    They exist nowhere else: not in .copier-answers.yml, db_config.json or any output.
     """
     text = env_file.read_text(encoding="utf-8") if env_file.exists() else ""
     if "ADMIN_PASSWORD=" in text:

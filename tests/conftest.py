@@ -68,9 +68,20 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    python: Path, backend_dir: Path, *, cwd: Path | None = None, workers: int = 1
+    python: Path,
+    backend_dir: Path,
+    *,
+    cwd: Path | None = None,
+    workers: int = 1,
+    log_file: Path | None = None,
 ) -> Iterator[str]:
-    """Start uvicorn on 127.0.0.1 for the project, yield its base URL, then stop it."""
+    """Start uvicorn on 127.0.0.1 for the project, yield its base URL, then stop it.
+
+    The output goes to ``log_file`` when given, for a test to read after a
+    failed request, and to a temporary file otherwise. The server runs in a
+    new session, so stopping it signals its process group, which also reaches
+    workers that the uvicorn supervisor did not stop.
+    """
     port = free_port()
     command = [
         str(python),
@@ -89,43 +100,52 @@ def running_server(
         "warning",
     ]
     # The log goes to a file, because an unread pipe fills up and blocks the server.
-    log = tempfile.NamedTemporaryFile(
-        "w+", prefix="uvicorn-", suffix=".log", delete=False
-    )
-    process = subprocess.Popen(
-        command,
-        cwd=cwd or backend_dir,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    if log_file is None:
+        descriptor, name = tempfile.mkstemp(prefix="uvicorn-", suffix=".log")
+        os.close(descriptor)
+        log_path = Path(name)
+    else:
+        log_path = log_file
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"uvicorn exited with {process.returncode}:\n{Path(log.name).read_text()}"
-                )
-            try:
-                httpx.get(f"{base_url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("uvicorn did not answer within 30 s") from None
-                time.sleep(0.1)
-        yield base_url
-    finally:
-        process.terminate()
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd or backend_dir,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        os.unlink(log.name)
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"uvicorn exited with {process.returncode}:\n"
+                        f"{log_path.read_text(encoding='utf-8')}"
+                    )
+                try:
+                    httpx.get(f"{base_url}/health", timeout=1, trust_env=False)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(
+                            f"uvicorn did not respond on {base_url}/health within "
+                            f"30 s:\n{log_path.read_text(encoding='utf-8')}"
+                        ) from None
+                    time.sleep(0.1)
+            yield base_url
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+    if log_file is None:
+        log_path.unlink()
 
 
 @pytest.fixture
@@ -155,70 +175,3 @@ class ExternalPostgres:
     """A PostgreSQL server the tests did not start, reached through its admin URL."""
 
     admin_url: str
-
-
-@contextmanager
-def running_server_with_log(
-    python: Path, backend_dir: Path, log_file: Path, *, workers: int = 1
-) -> Iterator[str]:
-    """Start uvicorn on 127.0.0.1 like running_server, but keep its output in ``log_file``.
-
-    Load tests read the log after a failed request. The server runs in a new
-    session, so stopping it signals its process group, which also reaches
-    workers that the uvicorn supervisor did not stop.
-    """
-    port = free_port()
-    command = [
-        str(python),
-        "-m",
-        "uvicorn",
-        "main:app",
-        "--app-dir",
-        str(backend_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
-    base_url = f"http://127.0.0.1:{port}"
-    with log_file.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=backend_dir,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(
-                        f"uvicorn exited with {process.returncode}:\n"
-                        f"{log_file.read_text(encoding='utf-8')}"
-                    )
-                try:
-                    httpx.get(f"{base_url}/health", timeout=1, trust_env=False)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise AssertionError(
-                            f"uvicorn did not respond on {base_url}/health within 30 s:\n"
-                            f"{log_file.read_text(encoding='utf-8')}"
-                        ) from None
-                    time.sleep(0.1)
-            yield base_url
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()

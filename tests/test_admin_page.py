@@ -154,7 +154,7 @@ def test_browser_login_list_create_edit(shop, project_python, server, tmp_path):
             browser.close()
 
 
-def test_a_model_added_later_gets_its_page(render, project_python, server):
+def test_admin_lists_later_model(render, project_python, server):
     project = render({"project_slug": "admin-later"}, name="admin-later")
     link_venv(project, project_python)
     backend = project / "backend"

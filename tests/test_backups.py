@@ -15,7 +15,7 @@ import pytest
 from scripts.projects import clean_env
 from tests.conftest import link_venv
 
-# Rows each writer transaction inserts; a backup holds whole batches only.
+# Rows each writer transaction inserts; a backup contains whole batches only.
 BATCH_ROWS = 10
 # Upper bound on the background writer, in seconds.
 MAX_WRITE_SECONDS = 30
@@ -55,9 +55,9 @@ def test_backup_lists_and_restores(project):
     database = backend / "database.sqlite"
     before = titles(database)
 
-    made = manage(backend, "--json", "backup")
-    assert made.returncode == 0, made.stderr
-    backup = json.loads(made.stdout)["backup"]
+    backed_up = manage(backend, "--json", "backup")
+    assert backed_up.returncode == 0, backed_up.stderr
+    backup = json.loads(backed_up.stdout)["backup"]
     assert backup["kind"] == "backup"
     backup_file = project / backup["file"]
     assert backup_file.parent == backend / "backups"
@@ -91,9 +91,9 @@ def test_retention_keeps_the_newest_manual_backups(project):
     backend = project / "backend"
     names = []
     for _ in range(3):
-        made = manage(backend, "--json", "backup", "--keep", "2")
-        assert made.returncode == 0, made.stderr
-        names.append(json.loads(made.stdout)["backup"]["file"])
+        backed_up = manage(backend, "--json", "backup", "--keep", "2")
+        assert backed_up.returncode == 0, backed_up.stderr
+        names.append(json.loads(backed_up.stdout)["backup"]["file"])
     listed = json.loads(manage(backend, "--json", "backups").stdout)["backups"]
     assert [entry["file"] for entry in listed] == [names[2], names[1]]
 
@@ -148,28 +148,30 @@ def test_backup_during_writes_holds_whole_committed_batches(project):
         while len(committed) < 20:
             time.sleep(0.01)
         before_start = len(committed)
-        made = manage(backend, "--json", "backup")
+        backed_up = manage(backend, "--json", "backup")
         after_end = len(committed)
     finally:
         stop.set()
         writer.join()
-    assert made.returncode == 0, made.stderr
-    backup_file = project / json.loads(made.stdout)["backup"]["file"]
+    assert backed_up.returncode == 0, backed_up.stderr
+    backup_file = project / json.loads(backed_up.stdout)["backup"]["file"]
     with sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True) as copy:
         assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         batches = copy.execute(
             "SELECT title, count(*) FROM book GROUP BY title ORDER BY min(id)"
         ).fetchall()
-    held = len(batches)
-    assert batches == [(f"batch {number}", BATCH_ROWS) for number in range(1, held + 1)]
-    assert before_start <= held <= after_end
+    batches_kept = len(batches)
+    assert batches == [
+        (f"batch {number}", BATCH_ROWS) for number in range(1, batches_kept + 1)
+    ]
+    assert before_start <= batches_kept <= after_end
 
 
 def test_restore_refuses_bad_files_and_changes_nothing(project):
     backend = project / "backend"
     database = backend / "database.sqlite"
-    made = manage(backend, "--json", "backup")
-    backup_file = project / json.loads(made.stdout)["backup"]["file"]
+    backed_up = manage(backend, "--json", "backup")
+    backup_file = project / json.loads(backed_up.stdout)["backup"]["file"]
     live = digest(database)
 
     missing = manage(backend, "restore", "nope.sqlite")
@@ -230,7 +232,7 @@ def test_restore_refuses_bad_files_and_changes_nothing(project):
     assert "before-restore" not in kinds
 
 
-def test_damaged_database_names_the_file_and_the_restore_command(project):
+def test_damaged_database_error_names_restore(project):
     backend = project / "backend"
     database = backend / "database.sqlite"
     manage(backend, "backup")
@@ -259,9 +261,9 @@ def test_schema_backup_and_restore(render, project_python, postgres_server):
     with psycopg.connect(url) as connection:
         before = connection.execute("SELECT id, title FROM book ORDER BY id").fetchall()
 
-    made = manage(backend, "--json", "backup")
-    assert made.returncode == 0, made.stderr
-    backup = json.loads(made.stdout)["backup"]
+    backed_up = manage(backend, "--json", "backup")
+    assert backed_up.returncode == 0, backed_up.stderr
+    backup = json.loads(backed_up.stdout)["backup"]
     assert backup["file"].endswith("-backup.dump")
     assert backup["database"] == "saved_on_pg"
 

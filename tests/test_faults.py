@@ -1,5 +1,8 @@
-"""A command killed with SIGKILL halfway leaves a database that opens, at the
-state before or after it, never in between; running it again finishes the job."""
+"""Commands killed with SIGKILL halfway through.
+
+The database must still open, at the state before or after the command and
+never in between, and running the command again must finish the job.
+"""
 
 from __future__ import annotations
 
@@ -166,15 +169,15 @@ def test_killed_backup_leaves_no_backup_and_runs_again(project):
     finished = manage(backend, "--json", "backup")
     assert finished.returncode == 0, finished.stderr
     assert list(backups.glob("*.partial")) == []
-    made = project / json.loads(finished.stdout)["backup"]["file"]
-    assert readings(made) == (READINGS, "VARCHAR(50)")
+    backed_up = project / json.loads(finished.stdout)["backup"]["file"]
+    assert readings(backed_up) == (READINGS, "VARCHAR(50)")
 
 
 def test_killed_restore_leaves_old_or_restored_data(project):
     backend = project / "backend"
     database = backend / "database.sqlite"
-    made = manage(backend, "--json", "backup")
-    backup = json.loads(made.stdout)["backup"]["file"].split("/")[-1]
+    backed_up = manage(backend, "--json", "backup")
+    backup = json.loads(backed_up.stdout)["backup"]["file"].split("/")[-1]
     with sqlite3.connect(database) as connection:
         connection.execute("DELETE FROM reading WHERE value % 2 = 0")
     halved = READINGS // 2

@@ -4,9 +4,9 @@ Each test renders a project with a Counter model, seeds HOT_ROWS counters,
 and serves it with 2 uvicorn workers on 127.0.0.1, as a deployment would. The
 clients of ``tests/load_workload.py`` then list, read, create and increment
 counters until LOAD_SECONDS have passed. After the server has stopped, the
-test reads the database directly and expects each counter to equal its seeded
-value plus the increments that returned 200 to the clients, and the row count
-to equal the seeded rows plus the creates that returned 201.
+test reads the database directly. Each counter must equal its seeded value
+plus the increments that returned 200 to the clients. The row count must
+equal the seeded rows plus the creates that returned 201.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import link_venv, running_server_with_log
+from tests.conftest import link_venv, running_server
 from tests.load_workload import (
     COUNTER_MODELS,
     COUNTERS_PATH,
@@ -72,8 +72,8 @@ def serve_and_load(
 
     Returns the load's tally, the API's row total, and the value of each seeded row.
     """
-    with running_server_with_log(
-        project_python, backend, log_file, workers=WORKERS
+    with running_server(
+        project_python, backend, workers=WORKERS, log_file=log_file
     ) as base_url:
         result = run_load(
             base_url,

@@ -37,12 +37,12 @@ class Base(DeclarativeBase):
             if isinstance(attribute.columns[0].type, sa.String)
             and not attribute.columns[0].primary_key
         ]
-        shown = (
+        label_field = (
             next((text for text in texts if text.columns[0].unique), None)
             or next((text for text in texts if not text.columns[0].nullable), None)
             or next(iter(texts), None)
         )
         key = ", ".join(str(value) for value in mapper.primary_key_from_instance(self))
         name = f"{type(self).__name__} {key}"
-        value = getattr(self, shown.key) if shown is not None else None
+        value = getattr(self, label_field.key) if label_field is not None else None
         return name if value is None else f"{value} ({name})"

@@ -140,7 +140,7 @@ def upgrade_database(tier: str, progress: RowProgress | None = None) -> dict[str
 
     result = move_up(tier, progress)
     rows = sum(result.rows.values())
-    kept = (
+    backup_note = (
         "The SQLite database is kept read-only in"
         if result.source_tier == "sqlite"
         else "The old schema is kept as a read-only SQL dump in"
@@ -156,7 +156,7 @@ def upgrade_database(tier: str, progress: RowProgress | None = None) -> dict[str
         summary=[
             f"Moved {rows} rows in {len(result.rows)} tables from {result.source_tier} "
             f"to {result.target_tier}; row counts and digests match",
-            f"{kept} {result.backup}",
+            f"{backup_note} {result.backup}",
             *(f"warning: {warning}" for warning in result.warnings),
             "Restart the app so that it connects to the new database",
         ],

@@ -2,7 +2,7 @@
 
 Backups live in ``backend/backups/``, named ``<database>-<time>-<kind>``.
 A SQLite backup is made with ``VACUUM INTO``, which reads one snapshot, so
-it holds exactly the rows committed before it started. A PostgreSQL backup
+it contains exactly the rows committed before it started. A PostgreSQL backup
 is a ``pg_dump`` archive of the project's schema. Each backup is written
 under a temporary name, checked, made read-only and only then renamed, so a
 backup file is never half-written.
@@ -98,11 +98,13 @@ def take_backup(kind: str = "backup", keep: int | None = None) -> Backup:
             partial.unlink(missing_ok=True)
             raise
     else:
+        from management.postgres_clients import dump_schema
+
         schema = project_schema(engine)
         target = new_backup_path(schema, kind, ".dump")
         partial = target.with_name(target.name + PARTIAL_SUFFIX)
         try:
-            dump_postgres(engine.url, schema, partial)
+            dump_schema(engine.url, schema, partial, archive=True)
             check_postgres_backup(partial, schema)
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -133,6 +135,8 @@ def project_schema(engine: sa.Engine) -> str:
 
 
 def new_backup_path(database: str, kind: str, suffix: str) -> Path:
+    """Return a free path in backups/ named after the database, the time and the kind."""
+    BACKUP_DIR.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = BACKUP_DIR / f"{database}-{stamp}-{kind}{suffix}"
     copy = 2
@@ -147,25 +151,6 @@ def remove_partial_files() -> None:
     for leftover in BACKUP_DIR.glob(f"*{PARTIAL_SUFFIX}"):
         logger.info("Removing the unfinished backup %s", leftover.name)
         leftover.unlink()
-
-
-def dump_postgres(url: sa.URL, schema: str, destination: Path) -> None:
-    from management.postgres_clients import run_client
-
-    run_client(
-        "pg_dump",
-        [
-            "--format",
-            "custom",
-            "--schema",
-            schema,
-            "--no-owner",
-            "--no-privileges",
-            "--file",
-            str(destination),
-        ],
-        url=url,
-    )
 
 
 def check_sqlite_backup(path: Path) -> str | None:

@@ -240,7 +240,7 @@ def json_text(value: object) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-# How each type of value is written for the digest. Values of other types
+# The normal form of each value type for the digest. Values of other types
 # (str, int, bool, None) are their own normal form.
 NORMAL_FORMS = {
     datetime.datetime: utc_text,

@@ -70,3 +70,16 @@ def run_client(
         detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         raise ManagementError(f"{name} failed: {detail}")
     return completed.stdout
+
+
+def dump_schema(url: sa.URL, schema: str, destination: Path, *, archive: bool) -> None:
+    """Write ``schema``'s tables and rows to ``destination`` with pg_dump.
+
+    An archive (pg_dump's custom format) is what ``pg_restore`` reads;
+    otherwise the dump is plain SQL for ``psql``. Owners and privileges are
+    left out, so the dump restores under any role.
+    """
+    arguments = ["--schema", schema, "--no-owner", "--no-privileges"]
+    if archive:
+        arguments += ["--format", "custom"]
+    run_client("pg_dump", [*arguments, "--file", str(destination)], url=url)

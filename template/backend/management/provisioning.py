@@ -28,9 +28,9 @@ POSTGRES_TIERS = ("postgres_schema", "postgres_database")
 
 # Limits set on every project role. The role can change its own timeouts, so
 # they are defaults, not guarantees. Two uvicorn workers with database.py's
-# pool (5 + 3 overflow each) open at most 16 connections; the other 4 cover
-# backends still exiting, which PostgreSQL counts against the limit, and
-# manage.py commands run while the app is busy.
+# pool (5 + 3 overflow each) open at most 16 connections. The other 4 cover
+# backends that are still exiting, because PostgreSQL counts them against the
+# limit, and manage.py commands run while the app is busy.
 CONNECTION_LIMIT = 20
 ROLE_SETTINGS = {
     "statement_timeout": "30s",

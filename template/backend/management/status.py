@@ -1,4 +1,4 @@
-"""Report on the project's database, and say when it has outgrown its tier.
+"""Report on the project's database, and recommend a move when it has outgrown its tier.
 
 The report gives the tier, where the database is, its size, the rows in each
 table and the migration revision. It then watches the database for a short

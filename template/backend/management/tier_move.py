@@ -14,13 +14,13 @@ what was provisioned and leaves the project on its old tier, untouched.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from management.backups import new_backup_path
 from management.data_copy import copy_table, preflight, reset_sequences, table_digest
 from management.env_file import ENV_FILE
 from management.errors import ManagementError, UsageError
@@ -208,11 +208,13 @@ def move_from_sqlite(
                     )
                 finish_target(writer, cursor, metadata)
             verify_copy(reader, target.url, metadata, result.source_tier)
-            backup = backup_path(database.stem, result.target_tier, ".sqlite")
+            backup = new_backup_path(
+                database.stem, f"before-{result.target_tier}", ".sqlite"
+            )
             keep_sqlite_backup(database, backup)
             # Still under the write lock: an app that has not restarted yet
-            # must get an error, not write rows that nobody will see again.
-            refuse_sqlite_writes(reader, metadata, result.target_tier)
+            # gets an error instead of writing rows that the new tier never sees.
+            block_sqlite_writes(reader, metadata, result.target_tier)
             result.backup = backup.relative_to(BACKEND_DIR.parent).as_posix()
             switch_to(target, config, result)
     except BaseException:
@@ -225,7 +227,7 @@ def move_from_sqlite(
     remove_sqlite_files(database)
 
 
-def refuse_sqlite_writes(
+def block_sqlite_writes(
     connection: sa.Connection, metadata: sa.MetaData, target_tier: str
 ) -> None:
     """Add triggers that make every write to the old SQLite tables fail."""
@@ -240,7 +242,7 @@ def refuse_sqlite_writes(
             )
 
 
-def refuse_postgres_writes(
+def block_postgres_writes(
     connection: sa.Connection, metadata: sa.MetaData, target_tier: str
 ) -> None:
     """Add a trigger to every old table that makes each write fail."""
@@ -280,7 +282,7 @@ def move_from_schema(
     progress: RowProgress,
 ) -> None:
     """Move a tier 2 project into a database of its own, keeping its role."""
-    from management.postgres_clients import client_program
+    from management.postgres_clients import client_program, dump_schema
     from management.provisioning import (
         deprovision,
         drop_database,
@@ -324,10 +326,10 @@ def move_from_schema(
             verify_copy(reader, target.url, metadata, result.source_tier)
             # The dump runs while the copy's locks still block writes, so it
             # holds exactly the rows that were copied.
-            backup = backup_path(schema, result.target_tier, ".sql")
-            dump_schema(source.url, schema, backup)
+            backup = new_backup_path(schema, f"before-{result.target_tier}", ".sql")
+            dump_schema(source.url, schema, backup, archive=False)
             backup.chmod(0o444)
-            refuse_postgres_writes(reader, metadata, result.target_tier)
+            block_postgres_writes(reader, metadata, result.target_tier)
             result.backup = backup.relative_to(BACKEND_DIR.parent).as_posix()
             switch_to(target, config, result)
     except BaseException:
@@ -482,32 +484,6 @@ def switch_to(target, config: dict[str, object], result: MoveResult) -> None:
         },
         remove=("move_in_progress",),
     )
-
-
-def dump_schema(url: sa.URL, schema: str, destination: Path) -> None:
-    """Write a plain SQL dump of ``schema`` (tables and rows) to ``destination``."""
-    from management.postgres_clients import run_client
-
-    run_client(
-        "pg_dump",
-        [
-            "--schema",
-            schema,
-            "--no-owner",
-            "--no-privileges",
-            "--file",
-            str(destination),
-        ],
-        url=url,
-    )
-
-
-def backup_path(stem: str, target_tier: str, suffix: str) -> Path:
-    from management.migrations import BACKUP_DIR
-
-    BACKUP_DIR.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return BACKUP_DIR / f"{stem}-{stamp}-before-{target_tier}{suffix}"
 
 
 def keep_sqlite_backup(database: Path, backup: Path) -> None:
